@@ -1,0 +1,319 @@
+// Client session state machine; see client_session.hpp.
+#include "core/smtp/client_session.hpp"
+
+namespace ringmta::smtp {
+namespace {
+
+// Output holds commands only (never the body); pipelined RCPTs that do not fit are written
+// as the output drains (the send cursor).
+constexpr std::size_t kOutCapacity = 16 * 1024;
+
+constexpr Reply kTimeout{451, {4, 4, 2}, "timeout waiting for the server"};
+constexpr Reply kProtocolError{451, {4, 5, 0}, "malformed reply from the server"};
+constexpr Reply kTooBigForServer{552, {5, 3, 4}, "message exceeds the server's SIZE limit"};
+constexpr Reply kNoSmtputf8{553, {5, 6, 7}, "server does not offer SMTPUTF8"};
+constexpr Reply kConnectionClosed{451, {4, 4, 2}, "server closed the session"};
+
+Path make_path(std::string_view addr) {
+  Path p;
+  if (addr.empty()) {
+    p.null = true;
+    return p;
+  }
+  // The domain follows the last '@': a quoted local part may hold '@' itself.
+  const std::size_t at = addr.rfind('@');
+  if (at == std::string_view::npos) {
+    p.postmaster = true;
+    p.local_part = addr;
+    return p;
+  }
+  p.local_part = addr.substr(0, at);
+  p.domain = addr.substr(at + 1);
+  return p;
+}
+
+}  // namespace
+
+std::string_view client_state_name(ClientState s) {
+  switch (s) {
+    case ClientState::greeting: return "greeting";
+    case ClientState::ehlo: return "ehlo";
+    case ClientState::helo: return "helo";
+    case ClientState::ready: return "ready";
+    case ClientState::envelope: return "envelope";
+    case ClientState::data_body: return "data_body";
+    case ClientState::data_done: return "data_done";
+    case ClientState::rset: return "rset";
+    case ClientState::quit: return "quit";
+    case ClientState::closed: return "closed";
+  }
+  return "?";
+}
+
+ClientSession::ClientSession(const ClientConfig& config, ClientHandler& handler)
+    : config_(config), handler_(handler), out_(kOutCapacity) {}
+
+void ClientSession::enter_state(ClientState s) { state_ = s; }
+
+std::uint32_t ClientSession::timeout_ms() const {
+  switch (state_) {
+    case ClientState::greeting: return config_.greeting_timeout_ms;
+    case ClientState::ehlo:
+    case ClientState::helo: return config_.helo_timeout_ms;
+    case ClientState::envelope:
+      if (recv_cursor_ == 0) return config_.mail_timeout_ms;
+      if (recv_cursor_ <= rcpt_count()) return config_.rcpt_timeout_ms;
+      return bdat_ ? config_.data_done_timeout_ms : config_.data_init_timeout_ms;
+    case ClientState::data_body: return config_.data_xfer_timeout_ms;
+    case ClientState::data_done: return config_.data_done_timeout_ms;
+    case ClientState::rset: return config_.rset_timeout_ms;
+    case ClientState::quit: return config_.quit_timeout_ms;
+    case ClientState::ready:
+    case ClientState::closed: return 0;
+  }
+  return 0;
+}
+
+bool ClientSession::will_use_bdat() const { return config_.use_bdat && caps_.chunking; }
+
+std::size_t ClientSession::feed(std::string_view in) {
+  std::size_t pos = 0;
+  while (pos < in.size() && state_ != ClientState::closed) {
+    const ReplyParser::Step s = parser_.next(in.substr(pos));
+    pos += s.consumed;
+    if (s.error != ReplyError::none) {
+      close(kProtocolError, "protocol error: malformed reply");
+      break;
+    }
+    if (s.complete) on_reply(parser_.reply());
+  }
+  return state_ == ClientState::closed ? in.size() : pos;
+}
+
+void ClientSession::close(const Reply& last, std::string_view why) {
+  const bool in_transaction = state_ == ClientState::envelope ||
+                              state_ == ClientState::data_body ||
+                              state_ == ClientState::data_done;
+  enter_state(ClientState::closed);
+  if (in_transaction) {
+    result_.data = last.code != 0 ? last : kConnectionClosed;
+    result_.delivered = false;
+    handler_.on_transaction_done(result_);
+  }
+  handler_.on_closed(last, why);
+}
+
+void ClientSession::on_timeout() {
+  if (state_ == ClientState::closed || state_ == ClientState::ready) return;
+  close(kTimeout, "timeout");
+}
+
+void ClientSession::on_reply(const Reply& r) {
+  // RFC 5321 3.8: 421 may answer anything; the server is closing.
+  if (r.code == 421 && state_ != ClientState::quit) {
+    close(r, "server closed the session (421)");
+    return;
+  }
+  switch (state_) {
+    case ClientState::greeting: {
+      handler_.on_greeting(r);
+      if (r.code != 220) {
+        // RFC 5321 3.1: after a 554 greeting the client should QUIT.
+        out_.append("QUIT\r\n");
+        close(r, "greeting refused");
+        return;
+      }
+      Command ehlo;
+      ehlo.verb = Verb::ehlo;
+      ehlo.argument = config_.helo_name;
+      encode_command(ehlo, out_);
+      enter_state(ClientState::ehlo);
+      return;
+    }
+    case ClientState::ehlo:
+      if (r.code == 250) {
+        caps_ = parse_ehlo_capabilities(r.text);
+        enter_state(ClientState::ready);
+      } else if (r.permanent()) {
+        // RFC 5321 3.2: a server that does not know EHLO gets HELO.
+        Command helo;
+        helo.verb = Verb::helo;
+        helo.argument = config_.helo_name;
+        encode_command(helo, out_);
+        enter_state(ClientState::helo);
+      } else {
+        close(r, "EHLO refused");
+      }
+      return;
+    case ClientState::helo:
+      if (r.code == 250) {
+        caps_ = Capabilities{};
+        enter_state(ClientState::ready);
+      } else {
+        close(r, "HELO refused");
+      }
+      return;
+    case ClientState::envelope:
+      on_envelope_reply(r);
+      return;
+    case ClientState::data_done:
+      // After the end of data the transaction is over whatever the reply (RFC 5321 4.1.1.4).
+      finish_transaction(r, false);
+      return;
+    case ClientState::rset:
+      if (r.positive()) enter_state(ClientState::ready);
+      else close(r, "RSET refused");
+      return;
+    case ClientState::quit:
+      close(r, "quit");
+      return;
+    case ClientState::ready:
+    case ClientState::data_body:
+    case ClientState::closed:
+      close(kProtocolError, "protocol error: unexpected reply");
+      return;
+  }
+}
+
+bool ClientSession::send_message(const Envelope& env, std::uint64_t body_octets) {
+  if (state_ != ClientState::ready || env.recipients.empty() ||
+      env.recipients.size() > config_.max_recipients ||
+      (!env.rcpt_params.empty() && env.rcpt_params.size() != env.recipients.size())) {
+    return false;
+  }
+  env_ = env;
+  body_octets_ = body_octets;
+  result_ = TransactionResult{};
+  body_due_ = false;
+  send_cursor_ = 0;
+  recv_cursor_ = 0;
+  pipelining_ = config_.use_pipelining && caps_.pipelining;
+  bdat_ = will_use_bdat();
+  // Refuse locally what the server announced it would refuse.
+  const Reply* local = nullptr;
+  if (caps_.size && caps_.max_size != 0 && body_octets > caps_.max_size) local = &kTooBigForServer;
+  if (env.mail.smtputf8 && !caps_.smtputf8) local = &kNoSmtputf8;
+  if (local != nullptr) {
+    result_.data = *local;
+    result_.rejected = static_cast<std::uint32_t>(rcpt_count());
+    handler_.on_transaction_done(result_);
+    return true;
+  }
+  enter_state(ClientState::envelope);
+  send_next_envelope_command();
+  return true;
+}
+
+bool ClientSession::write_envelope_command(std::size_t index) {
+  Command c;
+  const std::size_t n = rcpt_count();
+  if (index == 0) {
+    c.verb = Verb::mail;
+    c.path = make_path(env_.sender);
+    // Only parameters of extensions the server offered (RFC 5321 4.1.1.11).
+    c.mail.has_size = caps_.size;
+    c.mail.size = body_octets_;
+    if (caps_.eight_bit_mime && env_.mail.body != BodyType::binary_mime) c.mail.body = env_.mail.body;
+    if (caps_.binary_mime && bdat_) c.mail.body = env_.mail.body;
+    c.mail.smtputf8 = env_.mail.smtputf8;
+    if (caps_.dsn) {
+      c.mail.ret = env_.mail.ret;
+      c.mail.envid = env_.mail.envid;
+    }
+  } else if (index <= n) {
+    c.verb = Verb::rcpt;
+    c.path = make_path(env_.recipients[index - 1]);
+    if (caps_.dsn && !env_.rcpt_params.empty()) c.rcpt = env_.rcpt_params[index - 1];
+  } else if (bdat_) {
+    c.verb = Verb::bdat;
+    c.chunk_size = body_octets_;
+    c.last = true;
+  } else {
+    c.verb = Verb::data;
+  }
+  return encode_command(c, out_);
+}
+
+void ClientSession::send_next_envelope_command() {
+  const std::size_t last = rcpt_count() + 1;
+  // Pipelining: write ahead as far as the output has room. Lockstep: one command at a time.
+  while (send_cursor_ <= last && (pipelining_ || send_cursor_ == recv_cursor_)) {
+    if (!write_envelope_command(send_cursor_)) break;  // full: more once output drains
+    ++send_cursor_;
+    if (send_cursor_ > last && bdat_) body_due_ = true;  // BDAT: the chunk follows at once
+  }
+}
+
+void ClientSession::consume_output(std::size_t n) {
+  out_.consume(n);
+  if (state_ == ClientState::envelope) send_next_envelope_command();
+}
+
+void ClientSession::on_envelope_reply(const Reply& r) {
+  const std::size_t n = rcpt_count();
+  const std::size_t i = recv_cursor_++;
+  const bool mail_ok = result_.mail.positive();
+  if (i == 0) {
+    result_.mail = r;
+    result_.mail.text = std::string_view(mail_text_, r.text.copy(mail_text_, sizeof(mail_text_)));
+    if (!r.positive() && !pipelining_) {
+      finish_transaction(r, false);
+      return;
+    }
+  } else if (i <= n) {
+    handler_.on_rcpt_reply(i - 1, r);
+    if (r.positive()) ++result_.accepted;
+    else ++result_.rejected;
+    if (i == n && !pipelining_ && result_.accepted == 0) {
+      finish_transaction(r, mail_ok);  // nothing to send: RSET the open transaction
+      return;
+    }
+  } else if (bdat_) {
+    // BDAT LAST's reply is final; a refused BDAT may leave the server's transaction open.
+    finish_transaction(r, !r.positive() && mail_ok);
+    return;
+  } else if (r.code == 354) {
+    if (result_.accepted > 0 && mail_ok) {
+      body_due_ = true;
+      enter_state(ClientState::data_body);
+    } else {
+      // RFC 2920 3.1: DATA accepted although no recipient was: send an empty message.
+      out_.append(".\r\n");
+      enter_state(ClientState::data_done);
+    }
+    return;
+  } else {
+    finish_transaction(r, mail_ok);
+    return;
+  }
+  if (!pipelining_) send_next_envelope_command();
+}
+
+void ClientSession::body_sent() {
+  if (!body_due_) return;
+  body_due_ = false;
+  if (bdat_) return;  // still waiting for the replies up to BDAT LAST's
+  // The body ends with CRLF, so the terminator is "." CRLF (RFC 5321 4.1.1.4).
+  out_.append(".\r\n");
+  enter_state(ClientState::data_done);
+}
+
+void ClientSession::finish_transaction(const Reply& data_reply, bool server_has_transaction) {
+  result_.data = data_reply;
+  result_.delivered = data_reply.code == 250 && result_.accepted > 0;
+  handler_.on_transaction_done(result_);
+  if (server_has_transaction) {
+    out_.append("RSET\r\n");
+    enter_state(ClientState::rset);
+  } else {
+    enter_state(ClientState::ready);
+  }
+}
+
+void ClientSession::quit() {
+  if (state_ == ClientState::closed || state_ == ClientState::quit) return;
+  out_.append("QUIT\r\n");
+  enter_state(ClientState::quit);
+}
+
+}  // namespace ringmta::smtp

@@ -1,0 +1,141 @@
+// The client side of an SMTP session as a sans-I/O state machine, for the relay's delivery
+// and the loadgen: greeting, EHLO (HELO fall-back), transactions with pipelined
+// MAIL/RCPT/DATA when offered (RFC 2920) or lockstep otherwise, BDAT when offered and asked
+// for (RFC 3030), a result per recipient, and a timeout per state given as data (the caller
+// owns the clock). It keeps a send cursor (next command to write) and a receive cursor (which
+// command the next reply answers). The message body never passes through the session: it
+// tells the caller when to send it (body_due) so the bytes go out from the caller's buffers.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+
+#include "core/buf/out_buffer.hpp"
+#include "core/smtp/command.hpp"
+#include "core/smtp/reply_parser.hpp"
+
+namespace ringmta::smtp {
+
+struct ClientConfig {
+  std::string helo_name = "localhost";
+  bool use_pipelining = true;  // when the server offers PIPELINING
+  bool use_bdat = false;       // when the server offers CHUNKING
+  std::uint32_t max_recipients = 1000;  // per transaction; sizes the output buffer
+  // Timeouts per state, in ms (the defaults are Postfix's smtp_*_timeout).
+  std::uint32_t greeting_timeout_ms = 300'000;
+  std::uint32_t helo_timeout_ms = 300'000;
+  std::uint32_t mail_timeout_ms = 300'000;
+  std::uint32_t rcpt_timeout_ms = 300'000;
+  std::uint32_t data_init_timeout_ms = 120'000;
+  std::uint32_t data_xfer_timeout_ms = 180'000;
+  std::uint32_t data_done_timeout_ms = 600'000;
+  std::uint32_t rset_timeout_ms = 20'000;
+  std::uint32_t quit_timeout_ms = 300'000;
+};
+
+// One message's envelope. Addresses are without angle brackets ("" is the null sender,
+// "Postmaster" a bare postmaster). Views must stay valid until the transaction ends.
+struct Envelope {
+  std::string_view sender{};
+  std::span<const std::string_view> recipients{};
+  MailParams mail{};  // BODY, SMTPUTF8, RET, ENVID; SIZE is added by the session
+  std::span<const RcptParams> rcpt_params{};  // empty, or one per recipient
+};
+
+struct TransactionResult {
+  Reply mail{};                  // reply to MAIL
+  Reply data{};                  // final reply: end of data, BDAT LAST, or the one that failed
+  std::uint32_t accepted = 0;    // recipients accepted at RCPT
+  std::uint32_t rejected = 0;
+  bool delivered = false;        // the server took responsibility for `accepted` recipients
+};
+
+enum class ClientState : std::uint8_t {
+  greeting,   // waiting for the banner
+  ehlo,       // EHLO sent
+  helo,       // HELO sent (EHLO was refused)
+  ready,      // idle: send_message() or quit()
+  envelope,   // MAIL/RCPT/DATA or BDAT sent, replies pending
+  data_body,  // DATA got 354: the caller sends the body now (body_due)
+  data_done,  // end of data sent, waiting for the final reply
+  rset,       // RSET after a failed transaction
+  quit,       // QUIT sent
+  closed,
+};
+std::string_view client_state_name(ClientState s);
+
+// Callbacks report; they must not call back into the session. Views are valid only during
+// the call.
+class ClientHandler {
+ public:
+  virtual ~ClientHandler() = default;
+  virtual void on_greeting(const Reply&) {}
+  virtual void on_rcpt_reply(std::size_t /*index*/, const Reply&) {}
+  virtual void on_transaction_done(const TransactionResult&) {}
+  // The session ended: the server's last reply (421, a refused greeting) or a local reason
+  // (timeout, protocol error) in `why`.
+  virtual void on_closed(const Reply& /*last*/, std::string_view /*why*/) {}
+};
+
+class ClientSession {
+ public:
+  ClientSession(const ClientConfig& config, ClientHandler& handler);
+  ClientSession(const ClientSession&) = delete;
+  ClientSession& operator=(const ClientSession&) = delete;
+
+  // Server bytes in; returns bytes used (all of them, except once closed).
+  // Once closed(), send what output() still holds (a QUIT), then close the connection.
+  std::size_t feed(std::string_view in);
+  std::string_view output() const { return out_.view(); }
+  // Drops sent output; pipelined commands that did not fit are written as room appears.
+  void consume_output(std::size_t n);
+
+  // Whether the next message goes by BDAT: the caller must then send it unstuffed.
+  bool will_use_bdat() const;
+  // Starts a transaction (only in state ready). body_octets: the size of what the caller
+  // will send: the dot-stuffed body ending in CRLF for DATA, the raw message for BDAT.
+  // Returns false if not ready.
+  bool send_message(const Envelope& env, std::uint64_t body_octets);
+  // The caller must send the body right after the current output, then call body_sent().
+  bool body_due() const { return body_due_; }
+  void body_sent();
+  void quit();
+  // The caller's timer for timeout_ms() fired.
+  void on_timeout();
+
+  ClientState state() const { return state_; }
+  bool ready() const { return state_ == ClientState::ready; }
+  bool closed() const { return state_ == ClientState::closed; }
+  std::uint32_t timeout_ms() const;
+  const Capabilities& capabilities() const { return caps_; }
+
+ private:
+  void enter_state(ClientState s);
+  void on_reply(const Reply& r);
+  void on_envelope_reply(const Reply& r);
+  void send_next_envelope_command();
+  bool write_envelope_command(std::size_t index);
+  void finish_transaction(const Reply& data_reply, bool server_has_transaction);
+  void close(const Reply& last, std::string_view why);
+  std::size_t rcpt_count() const { return env_.recipients.size(); }
+
+  const ClientConfig& config_;
+  ClientHandler& handler_;
+  buf::OutBuffer out_;
+  ReplyParser parser_;
+  Capabilities caps_{};
+  ClientState state_ = ClientState::greeting;
+  bool pipelining_ = false;
+  bool bdat_ = false;
+  bool body_due_ = false;
+  Envelope env_{};
+  std::uint64_t body_octets_ = 0;
+  std::size_t send_cursor_ = 0;  // next envelope command to write: 0 MAIL, 1..n RCPT, n+1 DATA
+  std::size_t recv_cursor_ = 0;  // envelope command the next reply answers
+  TransactionResult result_{};
+  char mail_text_[kMaxReplyLine] = {};  // MAIL's reply text, kept until the result
+};
+
+}  // namespace ringmta::smtp

@@ -1,0 +1,383 @@
+// The server session's input loop, decisions and message end; the per-command steps are in
+// server_commands.cpp. See server_session.hpp.
+#include "core/smtp/server_session.hpp"
+
+#include "core/smtp/ascii.hpp"
+#include "core/smtp/server_replies.hpp"
+
+namespace ringmta::smtp {
+namespace {
+
+// Output room kept free before a command is read: the largest output one command makes
+// (the EHLO reply) fits, so a reply never has to be dropped. Sessions own 16 KiB.
+constexpr std::size_t kOutCapacity = 16 * 1024;
+constexpr std::size_t kReplyReserve = 2 * 1024;
+
+}  // namespace
+
+std::string_view state_name(SessionState s) {
+  switch (s) {
+    case SessionState::rejected: return "rejected";
+    case SessionState::greeted: return "greeted";
+    case SessionState::ready: return "ready";
+    case SessionState::mail: return "mail";
+    case SessionState::rcpt: return "rcpt";
+    case SessionState::data: return "data";
+    case SessionState::bdat: return "bdat";
+    case SessionState::tls_pending: return "tls_pending";
+    case SessionState::closed: return "closed";
+  }
+  return "?";
+}
+
+ServerSession::ServerSession(const ServerConfig& config, ServerHandler& handler)
+    : config_(config), handler_(handler), out_(kOutCapacity), framer_(kMaxParamCommandLine) {}
+
+void ServerSession::start() {
+  // "220 <hostname> <greeting>": composed in place, the config owns both strings.
+  out_.append("220 ");
+  out_.append(config_.hostname.substr(0, 200));
+  out_.append(' ');
+  out_.append(config_.greeting.substr(0, 200));
+  out_.append("\r\n");
+  enter_state(SessionState::greeted);
+}
+
+void ServerSession::start(const Reply& banner) {
+  write_reply(out_, banner, false);
+  if (banner.code == 554) enter_state(SessionState::rejected);
+  else if (banner.code == 421 || !banner.positive()) enter_state(SessionState::closed);
+  else enter_state(SessionState::greeted);
+}
+
+void ServerSession::enter_state(SessionState next) {
+  if (next == state_) return;
+  const SessionState from = state_;
+  state_ = next;
+  handler_.on_state_change(from, next);
+}
+
+void ServerSession::reply(const Reply& r) {
+  write_reply(out_, r, config_.enhanced_status_codes);
+  if (r.closes()) {
+    abort_transaction();
+    enter_state(SessionState::closed);
+  }
+}
+
+void ServerSession::count(Verb v, bool ok) {
+  Counter& c = counters_[static_cast<std::size_t>(v)];
+  ++c.total;
+  if (ok) ++c.ok;
+}
+
+std::uint32_t ServerSession::timeout_ms() const {
+  switch (state_) {
+    case SessionState::data:
+    case SessionState::bdat:
+      return config_.data_timeout_ms;
+    default:
+      return config_.command_timeout_ms;
+  }
+}
+
+std::size_t ServerSession::feed(std::string_view in) {
+  std::size_t pos = 0;
+  while (pos < in.size() && deferred_ == Pending::none) {
+    if (state_ == SessionState::closed) return in.size();  // nothing is read after QUIT/421
+    // CVE-2011-0411: plaintext that followed STARTTLS is dropped, never run after the
+    // handshake.
+    if (state_ == SessionState::tls_pending) return in.size();
+    if (out_.free_space() < kReplyReserve) break;  // the client is not reading replies
+    if (state_ == SessionState::data) {
+      pos += feed_data(in.substr(pos));
+      continue;
+    }
+    if (state_ == SessionState::bdat) {
+      pos += feed_bdat(in.substr(pos));
+      continue;
+    }
+    const FrameStep f = framer_.next(in.substr(pos));
+    pos += f.consumed;
+    if (f.has_line) handle_line(f.line);
+  }
+  return pos;
+}
+
+void ServerSession::handle_line(const FramedLine& line) {
+  switch (line.flaw) {
+    case LineFlaw::none:
+      break;
+    case LineFlaw::too_long:
+      count(peek_verb(line.text), false);
+      reply(replies::kLineTooLong);
+      return;
+    case LineFlaw::bare_lf:
+    case LineFlaw::bare_cr:
+      count(peek_verb(line.text), false);
+      reply(replies::kBareNewline);
+      return;
+  }
+  const Command cmd = parse_command(line.text);
+  dispatch(cmd, line.text.size() + 2);
+}
+
+void ServerSession::apply(Pending what, const Decision& d) {
+  switch (d.kind) {
+    case Decision::Kind::accept:
+      finish_pending(what, Reply{});
+      return;
+    case Decision::Kind::reply:
+      finish_pending(what, d.reply);
+      return;
+    case Decision::Kind::defer:
+      deferred_ = what;
+      return;
+  }
+}
+
+void ServerSession::resume(const Reply& r) {
+  const Pending what = deferred_;
+  if (what == Pending::none) return;
+  deferred_ = Pending::none;
+  finish_pending(what, r);
+}
+
+void ServerSession::finish_pending(Pending what, const Reply& r) {
+  // r.code == 0 means "accepted with the default reply".
+  const bool accepted = r.code == 0 || r.positive();
+  const Verb verb = deferred_verb_;
+  switch (what) {
+    case Pending::none:
+      return;
+    case Pending::helo:
+      if (accepted) {
+        esmtp_ = verb == Verb::ehlo;
+        enter_state(SessionState::ready);
+        count(verb, true);
+        if (verb == Verb::ehlo) {
+          reply_ehlo();
+        } else {
+          write_reply(out_, Reply{250, {}, config_.hostname}, false);
+        }
+        return;
+      }
+      break;
+    case Pending::mail:
+      if (accepted) enter_state(SessionState::mail);
+      else reset_transaction();
+      if (r.code == 0) {
+        count(verb, true);
+        reply(replies::kSenderOk);
+        return;
+      }
+      break;
+    case Pending::rcpt:
+      if (accepted) {
+        ++recipients_;
+        enter_state(SessionState::rcpt);
+      }
+      if (r.code == 0) {
+        count(verb, true);
+        reply(replies::kRecipientOk);
+        return;
+      }
+      break;
+    case Pending::data_start:
+      if (!accepted) {
+        if (verb == Verb::bdat) {
+          // RFC 3030 2: the chunk still has to be read; it is answered with r once read.
+          bdat_discard_ = true;
+          bdat_error_ = nullptr;
+          stored_reply_ = r;
+          stored_reply_.text = std::string_view(stored_text_, r.text.copy(stored_text_,
+                                                                          sizeof(stored_text_)));
+          enter_state(SessionState::bdat);
+          if (bdat_remaining_ == 0) finish_bdat_chunk();
+          return;
+        }
+        break;
+      }
+      if (verb == Verb::data) {
+        reply(replies::kStartData);
+        scanner_.begin_data();
+        enter_state(SessionState::data);
+      } else {
+        bdat_discard_ = false;
+        enter_state(SessionState::bdat);
+        if (bdat_remaining_ == 0) finish_bdat_chunk();
+      }
+      return;
+    case Pending::message: {
+      count(verb, accepted);
+      if (!accepted) handler_.on_transaction_abort();
+      reply(r.code == 0 ? replies::kMessageAccepted : r);
+      reset_transaction();
+      if (state_ != SessionState::closed) enter_state(SessionState::ready);
+      return;
+    }
+  }
+  count(verb, accepted);
+  reply(r);
+}
+
+void ServerSession::end_message() {
+  const std::uint8_t flaws = scanner_.flaws();
+  const Reply* err = msg_error_;
+  // A bare CR/LF outranks every other fault: it is the smuggling signature.
+  if ((flaws & (kFlawBareCr | kFlawBareLf)) != 0) err = &replies::kBareNewlineInData;
+  else if (err == nullptr && (flaws & kFlawLongLine) != 0) err = &replies::kLongTextLine;
+  const Verb verb = bdat_used_ ? Verb::bdat : Verb::data;
+  if (err != nullptr) {
+    count(verb, false);
+    handler_.on_transaction_abort();
+    reply(*err);
+    reset_transaction();
+    if (state_ != SessionState::closed) enter_state(SessionState::ready);
+    return;
+  }
+  MessageInfo info;
+  info.format = bdat_used_ ? BodyFormat::raw : BodyFormat::dot_stuffed;
+  info.wire_octets = scanner_.wire_octets();
+  info.message_octets = scanner_.message_octets();
+  info.dot_lines = scanner_.dot_lines();
+  info.has_8bit = scanner_.has_8bit();
+  info.recipients = recipients_;
+  deferred_verb_ = verb;
+  apply(Pending::message, handler_.on_message(info));
+}
+
+std::size_t ServerSession::feed_data(std::string_view in) {
+  const BodyScanner::DataStep st = scanner_.scan_data(in);
+  if (msg_error_ == nullptr && config_.max_message_size != 0 &&
+      scanner_.message_octets() > config_.max_message_size) {
+    msg_error_ = &replies::kTooBig;  // the rest is read and dropped; answered at the dot
+  }
+  if (msg_error_ == nullptr) {
+    if (!st.released.empty()) handler_.on_body(st.released);
+    if (!st.body.empty()) handler_.on_body(st.body);
+  }
+  if (st.done) end_message();
+  return st.consumed;
+}
+
+std::size_t ServerSession::feed_bdat(std::string_view in) {
+  const std::size_t n =
+      static_cast<std::size_t>(std::min<std::uint64_t>(in.size(), bdat_remaining_));
+  const std::string_view chunk = in.substr(0, n);
+  if (!bdat_discard_) {
+    scanner_.scan_chunk(chunk);
+    if (msg_error_ == nullptr) handler_.on_body(chunk);
+  }
+  bdat_remaining_ -= n;
+  if (bdat_remaining_ == 0) finish_bdat_chunk();
+  return n;
+}
+
+void ServerSession::finish_bdat_chunk() {
+  if (bdat_discard_) {
+    // A chunk read only to stay in step (RFC 3030 2): answer it, nothing else changes.
+    bdat_discard_ = false;
+    count(Verb::bdat, false);
+    enter_state(bdat_return_state_);
+    reply(bdat_error_ != nullptr ? *bdat_error_ : stored_reply_);
+    return;
+  }
+  const std::uint8_t flaws = scanner_.flaws();
+  const Reply* err = msg_error_;
+  if ((flaws & (kFlawBareCr | kFlawBareLf)) != 0) err = &replies::kBareNewlineInData;
+  else if (err == nullptr && (flaws & kFlawLongLine) != 0) err = &replies::kLongTextLine;
+  if (err != nullptr) {
+    // RFC 3030 3: the failing chunk is answered at once and the transaction is over;
+    // chunks already pipelined behind it meet "need MAIL" and are read and dropped.
+    count(Verb::bdat, false);
+    handler_.on_transaction_abort();
+    reply(*err);
+    reset_transaction();
+    if (state_ != SessionState::closed) enter_state(SessionState::ready);
+    return;
+  }
+  if (bdat_last_) {
+    enter_state(SessionState::rcpt);
+    end_message();
+    return;
+  }
+  count(Verb::bdat, true);
+  enter_state(SessionState::rcpt);
+  char text[48];
+  std::size_t len = 0;
+  std::uint64_t v = bdat_chunk_size_;
+  char digits[24];
+  std::size_t nd = 0;
+  do {
+    digits[nd++] = static_cast<char>('0' + v % 10);
+    v /= 10;
+  } while (v != 0);
+  while (nd > 0) text[len++] = digits[--nd];
+  constexpr std::string_view kSuffix = " octets received";
+  kSuffix.copy(text + len, kSuffix.size());
+  len += kSuffix.size();
+  reply(Reply{250, {2, 0, 0}, std::string_view(text, len)});
+}
+
+void ServerSession::abort_transaction() {
+  const bool active = state_ == SessionState::mail || state_ == SessionState::rcpt ||
+                      state_ == SessionState::data ||
+                      (state_ == SessionState::bdat && !bdat_discard_);
+  reset_transaction();
+  if (active) handler_.on_transaction_abort();
+}
+
+void ServerSession::reset_transaction() {
+  declared_size_ = 0;
+  smtputf8_ = false;
+  bdat_used_ = false;
+  bdat_last_ = false;
+  rcpt_attempted_ = false;
+  recipients_ = 0;
+  msg_error_ = nullptr;
+}
+
+void ServerSession::tls_started() {
+  if (state_ != SessionState::tls_pending) return;
+  tls_active_ = true;
+  esmtp_ = false;
+  reset_transaction();
+  framer_.reset();
+  enter_state(SessionState::greeted);
+}
+
+void ServerSession::shutdown(const Reply& r) {
+  if (state_ == SessionState::closed) return;
+  reply(r);
+  abort_transaction();
+  enter_state(SessionState::closed);
+}
+
+std::string ServerSession::summary() const {
+  // Postfix's order: the session's life from greeting to QUIT.
+  static constexpr Verb kOrder[] = {Verb::helo, Verb::ehlo, Verb::starttls, Verb::auth,
+                                    Verb::mail, Verb::rcpt, Verb::data,     Verb::bdat,
+                                    Verb::rset, Verb::noop, Verb::vrfy,     Verb::help,
+                                    Verb::quit, Verb::unknown};
+  std::string s;
+  std::uint32_t total = 0, ok = 0;
+  for (Verb v : kOrder) {
+    const Counter& c = counters_[static_cast<std::size_t>(v)];
+    if (c.total == 0) continue;
+    total += c.total;
+    ok += c.ok;
+    s += verb_name(v);
+    s += '=';
+    s += std::to_string(c.ok);
+    if (c.ok != c.total) s += '/' + std::to_string(c.total);
+    s += ' ';
+  }
+  s += "commands=" + std::to_string(ok);
+  if (ok != total) s += '/' + std::to_string(total);
+  // verb_name() is upper case; the summary is lower case as in Postfix logs.
+  for (char& ch : s) ch = to_lower(ch);
+  return s;
+}
+
+}  // namespace ringmta::smtp
