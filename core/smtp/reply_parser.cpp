@@ -9,7 +9,7 @@ namespace ringmta::smtp {
 
 std::size_t parse_enhanced_code(std::string_view text, std::uint16_t code, EnhancedCode& out) {
   // class "." subject "." detail, class in {2,4,5}, subject and detail 1*3digit.
-  if (text.size() < 6 || !is_digit(static_cast<unsigned char>(text[0])) || text[1] != '.') {
+  if (text.size() < 5 || !is_digit(static_cast<unsigned char>(text[0])) || text[1] != '.') {
     return 0;
   }
   const int cls = text[0] - '0';
@@ -57,7 +57,7 @@ ReplyError ReplyParser::take_line(std::string_view line, bool& last) {
   // Keep the text of every line, '\n'-separated, as far as it fits.
   if (lines_ != 0 && text_len_ < max_text_) text_[text_len_++] = '\n';
   const std::size_t n = std::min(text.size(), max_text_ - text_len_);
-  std::memcpy(text_.get() + text_len_, text.data(), n);
+  if (n != 0) std::memcpy(text_.get() + text_len_, text.data(), n);
   text_len_ += n;
   ++lines_;
   return ReplyError::none;
