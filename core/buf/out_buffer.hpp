@@ -9,6 +9,18 @@
 
 namespace ringmta::buf {
 
+// Writes v in decimal into out (at least 20 bytes); returns the length. No allocation.
+inline std::size_t format_decimal(unsigned long long v, char* out) {
+  char tmp[20];
+  std::size_t n = 0;
+  do {
+    tmp[n++] = static_cast<char>('0' + v % 10);
+    v /= 10;
+  } while (v != 0);
+  for (std::size_t i = 0; i < n; ++i) out[i] = tmp[n - 1 - i];
+  return n;
+}
+
 class OutBuffer {
  public:
   explicit OutBuffer(std::size_t capacity)
@@ -24,13 +36,8 @@ class OutBuffer {
   }
   bool append(char c) { return append(std::string_view(&c, 1)); }
   bool append_uint(unsigned long long v) {
-    char tmp[24];
-    std::size_t n = 0;
-    do {
-      tmp[sizeof(tmp) - 1 - n++] = static_cast<char>('0' + v % 10);
-      v /= 10;
-    } while (v != 0);
-    return append(std::string_view(tmp + sizeof(tmp) - n, n));
+    char tmp[20];
+    return append(std::string_view(tmp, format_decimal(v, tmp)));
   }
 
   std::string_view view() const { return {data_.get(), size_}; }

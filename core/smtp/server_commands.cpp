@@ -146,10 +146,8 @@ void ServerSession::reply_ehlo() {
   char size_line[32] = "SIZE";
   std::size_t size_len = 4;
   if (config_.max_message_size != 0) {
-    buf::OutBuffer tmp(24);
-    tmp.append_uint(config_.max_message_size);
     size_line[size_len++] = ' ';
-    size_len += tmp.view().copy(size_line + size_len, sizeof(size_line) - size_len);
+    size_len += buf::format_decimal(config_.max_message_size, size_line + size_len);
   }
   std::array<std::string_view, 10> caps{};
   std::size_t n = 0;

@@ -164,23 +164,17 @@ void ServerSession::finish_pending(Pending what, const Reply& r) {
       }
       break;
     case Pending::mail:
-      if (accepted) enter_state(SessionState::mail);
-      else reset_transaction();
-      if (r.code == 0) {
-        count(verb, true);
-        reply(replies::kSenderOk);
-        return;
+      if (accepted) {
+        txn_active_ = true;
+        enter_state(SessionState::mail);
+      } else {
+        reset_transaction();
       }
       break;
     case Pending::rcpt:
       if (accepted) {
         ++recipients_;
         enter_state(SessionState::rcpt);
-      }
-      if (r.code == 0) {
-        count(verb, true);
-        reply(replies::kRecipientOk);
-        return;
       }
       break;
     case Pending::data_start:
@@ -208,32 +202,42 @@ void ServerSession::finish_pending(Pending what, const Reply& r) {
         if (bdat_remaining_ == 0) finish_bdat_chunk();
       }
       return;
-    case Pending::message: {
-      count(verb, accepted);
-      if (!accepted) handler_.on_transaction_abort();
-      reply(r.code == 0 ? replies::kMessageAccepted : r);
+    case Pending::message:
+      if (!accepted) {
+        fail_message(verb, r);
+        return;
+      }
+      count(verb, true);
       reset_transaction();
-      if (state_ != SessionState::closed) enter_state(SessionState::ready);
+      enter_state(SessionState::ready);
+      reply(r.code == 0 ? replies::kMessageAccepted : r);
       return;
-    }
   }
   count(verb, accepted);
+  if (r.code != 0) reply(r);
+  else reply(what == Pending::mail ? replies::kSenderOk : replies::kRecipientOk);
+}
+
+const Reply* ServerSession::message_fault() const {
+  const std::uint8_t flaws = scanner_.flaws();
+  // A bare CR/LF outranks every other fault: it is the smuggling signature.
+  if ((flaws & (kFlawBareCr | kFlawBareLf)) != 0) return &replies::kBareNewlineInData;
+  if (msg_error_ != nullptr) return msg_error_;
+  if ((flaws & kFlawLongLine) != 0) return &replies::kLongTextLine;
+  return nullptr;
+}
+
+void ServerSession::fail_message(Verb verb, const Reply& r) {
+  count(verb, false);
+  abort_transaction();
+  if (state_ != SessionState::closed) enter_state(SessionState::ready);
   reply(r);
 }
 
 void ServerSession::end_message() {
-  const std::uint8_t flaws = scanner_.flaws();
-  const Reply* err = msg_error_;
-  // A bare CR/LF outranks every other fault: it is the smuggling signature.
-  if ((flaws & (kFlawBareCr | kFlawBareLf)) != 0) err = &replies::kBareNewlineInData;
-  else if (err == nullptr && (flaws & kFlawLongLine) != 0) err = &replies::kLongTextLine;
   const Verb verb = bdat_used_ ? Verb::bdat : Verb::data;
-  if (err != nullptr) {
-    count(verb, false);
-    handler_.on_transaction_abort();
-    reply(*err);
-    reset_transaction();
-    if (state_ != SessionState::closed) enter_state(SessionState::ready);
+  if (const Reply* fault = message_fault()) {
+    fail_message(verb, *fault);
     return;
   }
   MessageInfo info;
@@ -283,18 +287,10 @@ void ServerSession::finish_bdat_chunk() {
     reply(bdat_error_ != nullptr ? *bdat_error_ : stored_reply_);
     return;
   }
-  const std::uint8_t flaws = scanner_.flaws();
-  const Reply* err = msg_error_;
-  if ((flaws & (kFlawBareCr | kFlawBareLf)) != 0) err = &replies::kBareNewlineInData;
-  else if (err == nullptr && (flaws & kFlawLongLine) != 0) err = &replies::kLongTextLine;
-  if (err != nullptr) {
+  if (const Reply* fault = message_fault()) {
     // RFC 3030 3: the failing chunk is answered at once and the transaction is over;
     // chunks already pipelined behind it meet "need MAIL" and are read and dropped.
-    count(Verb::bdat, false);
-    handler_.on_transaction_abort();
-    reply(*err);
-    reset_transaction();
-    if (state_ != SessionState::closed) enter_state(SessionState::ready);
+    fail_message(Verb::bdat, *fault);
     return;
   }
   if (bdat_last_) {
@@ -305,15 +301,7 @@ void ServerSession::finish_bdat_chunk() {
   count(Verb::bdat, true);
   enter_state(SessionState::rcpt);
   char text[48];
-  std::size_t len = 0;
-  std::uint64_t v = bdat_chunk_size_;
-  char digits[24];
-  std::size_t nd = 0;
-  do {
-    digits[nd++] = static_cast<char>('0' + v % 10);
-    v /= 10;
-  } while (v != 0);
-  while (nd > 0) text[len++] = digits[--nd];
+  std::size_t len = buf::format_decimal(bdat_chunk_size_, text);
   constexpr std::string_view kSuffix = " octets received";
   kSuffix.copy(text + len, kSuffix.size());
   len += kSuffix.size();
@@ -321,14 +309,13 @@ void ServerSession::finish_bdat_chunk() {
 }
 
 void ServerSession::abort_transaction() {
-  const bool active = state_ == SessionState::mail || state_ == SessionState::rcpt ||
-                      state_ == SessionState::data ||
-                      (state_ == SessionState::bdat && !bdat_discard_);
+  const bool active = txn_active_;
   reset_transaction();
   if (active) handler_.on_transaction_abort();
 }
 
 void ServerSession::reset_transaction() {
+  txn_active_ = false;
   declared_size_ = 0;
   smtputf8_ = false;
   bdat_used_ = false;

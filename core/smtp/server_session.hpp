@@ -150,6 +150,9 @@ class ServerSession {
   std::size_t feed_data(std::string_view in);
   std::size_t feed_bdat(std::string_view in);
   void end_message();
+  // The reason the message must be refused (bare CR/LF, size, long line), or nullptr.
+  const Reply* message_fault() const;
+  void fail_message(Verb verb, const Reply& r);
   void finish_bdat_chunk();
   void abort_transaction();
   void reset_transaction();
@@ -179,6 +182,7 @@ class ServerSession {
   Pending deferred_ = Pending::none;
   Verb deferred_verb_ = Verb::unknown;
   bool tls_active_ = false;
+  bool txn_active_ = false;    // a MAIL was accepted and the transaction has not ended
   bool esmtp_ = false;         // EHLO (not HELO) was used: extensions are in effect
   bool smtputf8_ = false;      // this transaction declared SMTPUTF8
   bool bdat_used_ = false;     // this transaction used BDAT (DATA then is refused)
