@@ -96,20 +96,31 @@ std::size_t BodyScanner::skip_blocks(const char* in, std::size_t pos, std::size_
       highm |= static_cast<std::uint64_t>(_mm_movemask_epi8(v)) << shift;
     }
     // A block is skipped only if every CR is followed by LF and every LF preceded by CR
-    // inside it (no CR in the last byte: its LF would be in the next block), and no line
-    // in it starts with '.'. Anything else is left to step().
+    // inside it (no CR in the last byte: its LF would be in the next block). A '.' that
+    // begins a line is skipped too when it is plain stuffing (not followed by CR, and not
+    // in the last byte); ".\r" may be the end of data and is left to step().
     const std::uint64_t line_starts = (lfm << 1) | (state_ == State::line_start ? 1U : 0U);
-    if (lfm != (crm << 1) || (crm >> 63) != 0 || (line_starts & dotm) != 0) return pos;
+    const std::uint64_t dots = line_starts & dotm;
+    if (lfm != (crm << 1) || (crm >> 63) != 0 || (dots >> 63) != 0 || (dots & (crm >> 1)) != 0) {
+      return pos;
+    }
     if (highm != 0) has_8bit_ = true;
+    // The transparency dot of a stuffed line is not part of its length (RFC 5321 4.5.3.1.6).
+    const std::uint64_t uncounted = dot_mode_ ? dots : 0;
+    if (dots != 0) {
+      const auto k = static_cast<std::uint64_t>(__builtin_popcountll(dots));
+      dot_lines_ += k;
+      if (dot_mode_) stuffed_dots_ += k;
+    }
     if (lfm == 0) {
-      line_len_ += 64;
+      line_len_ += 64 - (uncounted & 1U);
     } else {
       const auto first = static_cast<std::size_t>(__builtin_ctzll(lfm));
-      line_len_ += first;
+      line_len_ += first - (uncounted & 1U);
       end_line();
       const auto last = static_cast<std::size_t>(63 - __builtin_clzll(lfm));
       // Lines wholly inside the block are shorter than 64 octets: nothing to check.
-      line_len_ = 63 - last;
+      line_len_ = last == 63 ? 0 : 63 - last - ((uncounted >> (last + 1)) & 1U);
     }
     state_ = (lfm >> 63) != 0 ? State::line_start : State::mid;
     pos += 64;
@@ -127,9 +138,14 @@ BodyScanner::DataStep BodyScanner::scan_data(std::string_view in) {
   bool carried_pending = carried != 0;
   std::size_t pos = 0;
   const std::size_t n = in.size();
+  std::size_t scalar_until = 0;  // after the fast path refused a block, step through it
   while (pos < n) {
-    pos = skip_blocks(in.data(), pos, n);
-    if (pos >= n) break;
+    if (pos >= scalar_until) {
+      const std::size_t next = skip_blocks(in.data(), pos, n);
+      if (next == pos) scalar_until = pos + 64;
+      pos = next;
+      if (pos >= n) break;
+    }
     const State before = state_;
     const bool done = step(static_cast<unsigned char>(in[pos]));
     ++pos;
@@ -166,8 +182,13 @@ BodyScanner::DataStep BodyScanner::scan_data(std::string_view in) {
 
 void BodyScanner::scan_chunk(std::string_view in) {
   std::size_t pos = 0;
+  std::size_t scalar_until = 0;
   while (pos < in.size()) {
-    pos = skip_blocks(in.data(), pos, in.size());
+    if (pos >= scalar_until) {
+      const std::size_t next = skip_blocks(in.data(), pos, in.size());
+      if (next == pos) scalar_until = pos + 64;
+      pos = next;
+    }
     if (pos < in.size()) step(static_cast<unsigned char>(in[pos++]));
   }
   wire_octets_ += in.size();

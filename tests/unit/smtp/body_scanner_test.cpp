@@ -124,6 +124,21 @@ TEST(BodyScanner, LineLimitCountsCrlfButNotTheTransparencyDot) {
   EXPECT_EQ(scan("x\r\n" + std::string(5000, 'a') + "\r\n.\r\n", true).flaws, kFlawLongLine);
 }
 
+TEST(BodyScanner, StuffedLineAtTheLimitAtEveryBlockOffset) {
+  // The fast path handles stuffed lines inside 64-byte blocks: their dot is not counted
+  // wherever the line starts relative to a block.
+  for (std::size_t offset = 0; offset < 140; ++offset) {
+    const std::string prefix = offset == 0 ? "" : std::string(offset, 'p') + "\r\n";
+    for (bool simd : {true, false}) {
+      EXPECT_EQ(scan(prefix + "." + std::string(998, 'a') + "\r\n.\r\n", simd).flaws, 0)
+          << "offset " << offset << " simd " << simd;
+      EXPECT_EQ(scan(prefix + "." + std::string(999, 'a') + "\r\n.\r\n", simd).flaws,
+                kFlawLongLine)
+          << "offset " << offset << " simd " << simd;
+    }
+  }
+}
+
 TEST(BodyScanner, EightBitIsNoted) {
   EXPECT_TRUE(scan("caf\xc3\xa9\r\n.\r\n", true).high);
   EXPECT_FALSE(scan("cafe\r\n.\r\n", true).high);
@@ -181,6 +196,43 @@ TEST(BodyScanner, SimdAgreesWithScalarOnRandomInput) {
       EXPECT_EQ(reference.consumed, end + 3) << "iteration " << iter;
       EXPECT_EQ(reference.body, in.substr(0, end));
     }
+  }
+}
+
+// Random but mostly well-formed lines (so whole blocks take the fast path), many starting
+// with '.', some long, a few with a bare CR or LF: SIMD and scalar agree, whole and cut.
+TEST(BodyScanner, SimdAgreesWithScalarOnRandomLines) {
+  std::mt19937 rng(777);
+  for (int iter = 0; iter < 3000; ++iter) {
+    std::string in;
+    const int lines = static_cast<int>(rng() % 40);
+    for (int l = 0; l < lines; ++l) {
+      const unsigned kind = rng() % 10;
+      if (kind < 3) in += '.';
+      if (kind == 3) in += "..";
+      if (kind == 4) in += ".\r";
+      std::size_t len = rng() % 90;
+      if (rng() % 50 == 0) len = 990 + rng() % 20;  // around the 1000-octet limit
+      for (std::size_t i = 0; i < len; ++i) in += static_cast<char>('a' + rng() % 26);
+      if (rng() % 200 == 0) in += '\n';
+      if (rng() % 200 == 0) in += '\r';
+      in += "\r\n";
+    }
+    if (rng() % 2 == 0) in += ".\r\n";
+    std::vector<std::size_t> cuts;
+    for (int c = static_cast<int>(rng() % 4); c > 0; --c) cuts.push_back(rng() % (in.size() + 1));
+    std::sort(cuts.begin(), cuts.end());
+    const Scan reference = scan(in, false);
+    ASSERT_EQ(reference, scan(in, true)) << "iteration " << iter;
+    ASSERT_EQ(reference, scan(in, true, cuts)) << "iteration " << iter;
+    BodyScanner a(true), b(false);
+    a.begin_chunked();
+    b.begin_chunked();
+    a.scan_chunk(in);
+    b.scan_chunk(in);
+    ASSERT_EQ(a.flaws(), b.flaws());
+    ASSERT_EQ(a.dot_lines(), b.dot_lines());
+    ASSERT_EQ(a.has_8bit(), b.has_8bit());
   }
 }
 
