@@ -1,8 +1,6 @@
 // RFC 5321 4.1.2 / 4.1.3 address grammar; see address.hpp.
 #include "core/smtp/address.hpp"
 
-#include <arpa/inet.h>
-
 #include <cstring>
 
 #include "core/smtp/ascii.hpp"
@@ -42,18 +40,41 @@ bool is_ipv4_literal(std::string_view s) {
   return parts == 4;
 }
 
-bool is_ipv6_addr(std::string_view s) {
-  // RFC 5321 4.1.3's IPv6-addr is the RFC 4291 text form, which inet_pton parses exactly;
-  // it wants a NUL-terminated string, so copy the (short) text to the stack.
-  char tmp[INET6_ADDRSTRLEN + 1];
-  if (s.empty() || s.size() >= sizeof(tmp)) return false;
-  for (char c : s) {
-    if (!is_hexdig(static_cast<unsigned char>(c)) && c != ':' && c != '.') return false;
+// IPv6-hex *(":" IPv6-hex) with IPv6-hex = 1*4HEXDIG; an IPv4 literal may end the list
+// when allow_v4. Returns the number of 16-bit groups (an IPv4 literal counts 2), or -1.
+int count_ipv6_groups(std::string_view s, bool allow_v4) {
+  if (s.empty()) return 0;
+  int groups = 0;
+  while (true) {
+    const std::size_t colon = s.find(':');
+    const std::string_view part = s.substr(0, colon);
+    if (colon == std::string_view::npos && allow_v4 && part.find('.') != part.npos) {
+      return is_ipv4_literal(part) ? groups + 2 : -1;
+    }
+    if (part.empty() || part.size() > 4) return -1;
+    for (char c : part) {
+      if (!is_hexdig(static_cast<unsigned char>(c))) return -1;
+    }
+    ++groups;
+    if (colon == std::string_view::npos) return groups;
+    s.remove_prefix(colon + 1);
   }
-  std::memcpy(tmp, s.data(), s.size());
-  tmp[s.size()] = '\0';
-  unsigned char addr[16];
-  return inet_pton(AF_INET6, tmp, addr) == 1;
+}
+
+// RFC 5321 4.1.3 IPv6-addr: full (8 groups), compressed ("::" standing for at least two
+// groups, so at most 6 others), and the forms ending in an IPv4 address (6 groups, or at
+// most 4 others with "::"). inet_pton is laxer ("::" for a single group), hence this.
+bool is_ipv6_addr(std::string_view s) {
+  const std::size_t dc = s.find("::");
+  const bool v4 = s.find('.') != std::string_view::npos;
+  if (dc == std::string_view::npos) {
+    return count_ipv6_groups(s, true) == 8;
+  }
+  if (s.find("::", dc + 1) != std::string_view::npos) return false;
+  const int left = count_ipv6_groups(s.substr(0, dc), false);
+  const int right = count_ipv6_groups(s.substr(dc + 2), true);
+  if (left < 0 || right < 0) return false;
+  return left + right <= 6 && (!v4 || left + right - 2 <= 4);
 }
 
 // Parses a dot-string local part at the start of s; returns its length or 0.
@@ -214,8 +235,8 @@ PathParse parse_path(std::string_view s, PathKind kind, Path& out) {
   out.local_part = inner.substr(0, local_len);
   inner.remove_prefix(local_len);
   // RFC 5321 4.1.1.3: "<Postmaster>" with no domain is a valid forward path.
-  if (kind == PathKind::forward && !inner.empty() && inner[0] == '>' && !out.quoted &&
-      iequals(out.local_part, "POSTMASTER")) {
+  if (kind == PathKind::forward && route == 0 && !inner.empty() && inner[0] == '>' &&
+      !out.quoted && iequals(out.local_part, "POSTMASTER")) {
     out.postmaster = true;
     r.consumed = static_cast<std::size_t>(inner.data() - s.data()) + 1;
     return r;
@@ -231,6 +252,10 @@ PathParse parse_path(std::string_view s, PathKind kind, Path& out) {
     return r;
   }
   out.domain = inner.substr(0, end);
+  if (out.domain.size() > kMaxDomain) {
+    r.error = AddressError::too_long;
+    return r;
+  }
   bool domain_non_ascii = false;
   const bool domain_ok = !out.domain.empty() && out.domain[0] == '['
                              ? is_valid_address_literal(out.domain)

@@ -36,9 +36,10 @@ bool is_smtp_string(std::string_view s) {
     if (s.size() < 2 || s.back() != '"') return false;
     for (std::size_t i = 1; i + 1 < s.size(); ++i) {
       const auto c = static_cast<unsigned char>(s[i]);
-      if (c == '\\') {
+      if (c == '\\') {  // quoted-pairSMTP = %d92 %d32-126
         if (i + 2 >= s.size()) return false;
-        ++i;
+        const auto q = static_cast<unsigned char>(s[++i]);
+        if (q < 32 || q > 126) return false;
         continue;
       }
       if (c < 32 || c > 126 || c == '"') {
@@ -161,7 +162,7 @@ Command parse_command(std::string_view line) {
   const bool has_args = sp != std::string_view::npos;
   // Exactly one SP separates verb and arguments; the grammar allows no trailing space.
   const std::string_view args = has_args ? line.substr(sp + 1) : std::string_view{};
-  if (has_args && (args.empty() || args[0] == ' ')) {
+  if (has_args && c.verb != Verb::noop && (args.empty() || args[0] == ' ')) {
     c.error = CommandError::syntax;
     return c;
   }
@@ -194,6 +195,9 @@ Command parse_command(std::string_view line) {
       c.argument = args;
       break;
     case Verb::noop:
+      // RFC 5321 4.1.1.9: a NOOP parameter SHOULD be ignored, so any text is accepted.
+      c.argument = args;
+      break;
     case Verb::help:
       if (has_args && !is_smtp_string(args)) c.error = CommandError::syntax;
       c.argument = args;
@@ -202,7 +206,7 @@ Command parse_command(std::string_view line) {
       // RFC 3030 2: bdat-cmd = "BDAT" SP chunk-size [ SP end-marker ], end-marker = "LAST".
       const std::size_t sp2 = args.find(' ');
       const std::string_view size = args.substr(0, sp2);
-      if (!has_args || !parse_decimal(size, 19, c.chunk_size)) {
+      if (!has_args || !parse_decimal(size, 20, c.chunk_size)) {
         c.error = CommandError::syntax;
         break;
       }

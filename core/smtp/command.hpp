@@ -47,7 +47,7 @@ enum class CommandError : std::uint8_t {
   syntax,             // 501 5.5.4: arguments do not match the command's grammar
   bad_sender,         // 501 5.1.7: reverse path malformed
   bad_recipient,      // 501 5.1.3: forward path malformed
-  address_too_long,   // 501 5.5.4 (RFC 5321 4.5.3.1.10 "Path too long")
+  address_too_long,   // 501 5.5.4 (RFC 5321 4.5.3.1.9 "Path too long")
   unknown_parameter,  // 555 5.5.4
   bad_parameter,      // 501 5.5.4
 };

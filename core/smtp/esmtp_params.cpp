@@ -75,6 +75,27 @@ ParamParse for_each_param(std::string_view s, Take take) {
 
 }  // namespace
 
+bool is_valid_utf8_addr_xtext(std::string_view s) {
+  if (!is_valid_utf8(s)) return false;
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    if (c == '\\') {
+      // EmbeddedUnicodeChar = %x5C.78 "{" HEXPOINT "}", HEXPOINT 2 to 6 hex digits.
+      if (i + 1 >= s.size() || s[i + 1] != 'x' || i + 2 >= s.size() || s[i + 2] != '{') {
+        return false;
+      }
+      std::size_t j = i + 3;
+      while (j < s.size() && is_hexdig(static_cast<unsigned char>(s[j]))) ++j;
+      if (j >= s.size() || s[j] != '}' || j - (i + 3) < 2 || j - (i + 3) > 6) return false;
+      i = j;
+      continue;
+    }
+    // QUCHAR: any UTF-8 but controls, SP, '+' and '='.
+    if (c <= 32 || c == 127 || c == '+' || c == '=') return false;
+  }
+  return true;
+}
+
 bool is_valid_xtext(std::string_view s) {
   for (std::size_t i = 0; i < s.size(); ++i) {
     const auto c = static_cast<unsigned char>(s[i]);
@@ -171,10 +192,8 @@ ParamParse parse_rcpt_params(std::string_view s, RcptParams& out) {
       for (char c : type) {
         if (!is_atext(static_cast<unsigned char>(c))) return ParamError::bad_value;
       }
-      // RFC 6533 3: the utf-8 address type carries UTF-8 (still without raw '+'/'=').
-      const bool utf8_type = iequals(type, "UTF-8");
-      const bool value_ok = utf8_type ? is_valid_utf8(addr) && addr.find('=') == addr.npos
-                                      : is_valid_xtext(addr);
+      const bool value_ok =
+          iequals(type, "UTF-8") ? is_valid_utf8_addr_xtext(addr) : is_valid_xtext(addr);
       if (addr.empty() || addr.size() > kMaxOrcpt || !value_ok) return ParamError::bad_value;
       out.orcpt_type = type;
       out.orcpt_value = addr;

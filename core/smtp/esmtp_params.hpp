@@ -57,5 +57,8 @@ ParamParse parse_rcpt_params(std::string_view s, RcptParams& out);
 // RFC 3461 4: xtext = *( xchar / hexchar ), xchar = %d33-126 except '+' and '=',
 // hexchar = "+" 2(HEXDIG upper case).
 bool is_valid_xtext(std::string_view s);
+// RFC 6533 3: utf-8-addr-xtext = 1*(QUCHAR / EmbeddedUnicodeChar): UTF-8 without controls,
+// SP, '+', '=' or a '\\' that does not start "\\x{HEXPOINT}".
+bool is_valid_utf8_addr_xtext(std::string_view s);
 
 }  // namespace ringmta::smtp
