@@ -4,6 +4,9 @@
 namespace ringmta::smtp {
 namespace {
 
+// A command succeeded only with a 2xx (a 3xx is an answer to DATA alone).
+bool completed(const Reply& r) { return r.code / 100 == 2; }
+
 // Output holds commands only (never the body); pipelined RCPTs that do not fit are written
 // as the output drains (the send cursor).
 constexpr std::size_t kOutCapacity = 16 * 1024;
@@ -95,6 +98,7 @@ void ClientSession::close(const Reply& last, std::string_view why) {
                               state_ == ClientState::data_body ||
                               state_ == ClientState::data_done;
   enter_state(ClientState::closed);
+  body_due_ = false;
   if (in_transaction) {
     result_.data = last.code != 0 ? last : kConnectionClosed;
     result_.delivered = false;
@@ -161,7 +165,7 @@ void ClientSession::on_reply(const Reply& r) {
       finish_transaction(r, false);
       return;
     case ClientState::rset:
-      if (r.positive()) enter_state(ClientState::ready);
+      if (completed(r)) enter_state(ClientState::ready);
       else close(r, "RSET refused");
       return;
     case ClientState::quit:
@@ -185,6 +189,7 @@ bool ClientSession::send_message(const Envelope& env, std::uint64_t body_octets)
   body_octets_ = body_octets;
   result_ = TransactionResult{};
   body_due_ = false;
+  body_was_sent_ = false;
   send_cursor_ = 0;
   recv_cursor_ = 0;
   pipelining_ = config_.use_pipelining && caps_.pipelining;
@@ -252,17 +257,17 @@ void ClientSession::consume_output(std::size_t n) {
 void ClientSession::on_envelope_reply(const Reply& r) {
   const std::size_t n = rcpt_count();
   const std::size_t i = recv_cursor_++;
-  const bool mail_ok = result_.mail.positive();
+  const bool mail_ok = completed(result_.mail);
   if (i == 0) {
     result_.mail = r;
     result_.mail.text = std::string_view(mail_text_, r.text.copy(mail_text_, sizeof(mail_text_)));
-    if (!r.positive() && !pipelining_) {
+    if (!completed(r) && !pipelining_) {
       finish_transaction(r, false);
       return;
     }
   } else if (i <= n) {
     handler_.on_rcpt_reply(i - 1, r);
-    if (r.positive()) ++result_.accepted;
+    if (completed(r)) ++result_.accepted;
     else ++result_.rejected;
     if (i == n && !pipelining_ && result_.accepted == 0) {
       finish_transaction(r, mail_ok);  // nothing to send: RSET the open transaction
@@ -270,7 +275,7 @@ void ClientSession::on_envelope_reply(const Reply& r) {
     }
   } else if (bdat_) {
     // BDAT LAST's reply is final; a refused BDAT may leave the server's transaction open.
-    finish_transaction(r, !r.positive() && mail_ok);
+    finish_transaction(r, !completed(r) && mail_ok);
     return;
   } else if (r.code == 354) {
     if (result_.accepted > 0 && mail_ok) {
@@ -290,8 +295,9 @@ void ClientSession::on_envelope_reply(const Reply& r) {
 }
 
 void ClientSession::body_sent() {
-  if (!body_due_) return;
+  if (!body_due_ || state_ == ClientState::closed) return;
   body_due_ = false;
+  body_was_sent_ = true;
   if (bdat_) return;  // still waiting for the replies up to BDAT LAST's
   // The body ends with CRLF, so the terminator is "." CRLF (RFC 5321 4.1.1.4).
   out_.append(".\r\n");
@@ -300,7 +306,11 @@ void ClientSession::body_sent() {
 
 void ClientSession::finish_transaction(const Reply& data_reply, bool server_has_transaction) {
   result_.data = data_reply;
-  result_.delivered = data_reply.code == 250 && result_.accepted > 0;
+  // Delivered means: the server took MAIL, at least one RCPT, and the body that was really
+  // sent, with a 2xx at its end. Anything else (a 250 where 354 was due, an empty message
+  // after a refused MAIL) is not a delivery.
+  result_.delivered = body_was_sent_ && completed(result_.mail) && result_.accepted > 0 &&
+                      completed(data_reply);
   handler_.on_transaction_done(result_);
   if (server_has_transaction) {
     out_.append("RSET\r\n");

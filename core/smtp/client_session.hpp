@@ -130,6 +130,7 @@ class ClientSession {
   bool pipelining_ = false;
   bool bdat_ = false;
   bool body_due_ = false;
+  bool body_was_sent_ = false;
   Envelope env_{};
   std::uint64_t body_octets_ = 0;
   std::size_t send_cursor_ = 0;  // next envelope command to write: 0 MAIL, 1..n RCPT, n+1 DATA

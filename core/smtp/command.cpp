@@ -158,6 +158,12 @@ Command parse_command(std::string_view line) {
     c.error = CommandError::unknown_verb;
     return c;
   }
+  // No verb takes CR, LF or NUL in its arguments (RFC 5321 2.3.8), whatever its grammar
+  // otherwise allows: a parsed command must re-encode as exactly one line.
+  if (line.find_first_of(std::string_view("\r\n\0", 3)) != std::string_view::npos) {
+    c.error = CommandError::syntax;
+    return c;
+  }
   const std::size_t sp = line.find(' ');
   const bool has_args = sp != std::string_view::npos;
   // Exactly one SP separates verb and arguments; the grammar allows no trailing space.

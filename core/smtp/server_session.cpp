@@ -182,7 +182,7 @@ void ServerSession::finish_pending(Pending what, const Reply& r) {
         if (verb == Verb::bdat) {
           // RFC 3030 2: the chunk still has to be read; it is answered with r once read.
           bdat_discard_ = true;
-          bdat_error_ = nullptr;
+          bdat_error_ = nullptr;  // answered with stored_reply_, and the transaction ends
           stored_reply_ = r;
           stored_reply_.text = std::string_view(stored_text_, r.text.copy(stored_text_,
                                                                           sizeof(stored_text_)));
@@ -280,11 +280,17 @@ std::size_t ServerSession::feed_bdat(std::string_view in) {
 
 void ServerSession::finish_bdat_chunk() {
   if (bdat_discard_) {
-    // A chunk read only to stay in step (RFC 3030 2): answer it, nothing else changes.
     bdat_discard_ = false;
+    if (bdat_error_ == nullptr) {
+      // The handler refused the first chunk: RFC 3030 3, the transaction has failed, and
+      // chunks pipelined behind it meet "need MAIL".
+      fail_message(Verb::bdat, stored_reply_);
+      return;
+    }
+    // A chunk read only to stay in step (RFC 3030 2): answer it, nothing else changes.
     count(Verb::bdat, false);
     enter_state(bdat_return_state_);
-    reply(bdat_error_ != nullptr ? *bdat_error_ : stored_reply_);
+    reply(*bdat_error_);
     return;
   }
   if (const Reply* fault = message_fault()) {

@@ -340,6 +340,46 @@ TEST(ClientSession, TimeoutPerStateAndOnTimeoutFails) {
   EXPECT_EQ(s.h.reason, "timeout");
 }
 
+// Found by fuzzing: a reply out of step must never count as a delivery.
+TEST(ClientSession, DataAnswered250InsteadOf354IsNotADelivery) {
+  Scripted s;
+  s.c.feed("220 mx\r\n250 mx\r\n");  // HELO-style server: lockstep
+  const std::string_view rcpts[] = {"b@x.test"};
+  s.c.send_message(Envelope{"a@c.example", rcpts}, 5);
+  s.c.feed("250 2.1.0 ok\r\n250 2.1.5 ok\r\n250 2.0.0 queued\r\n");
+  ASSERT_EQ(s.h.results.size(), 1u);
+  EXPECT_FALSE(s.h.results[0].delivered);
+  EXPECT_FALSE(s.c.body_due());
+}
+
+TEST(ClientSession, PipelinedRefusedMailThen354IsNotADelivery) {
+  Scripted s;
+  s.c.feed("220 mx\r\n250-mx\r\n250 PIPELINING\r\n");
+  const std::string_view rcpts[] = {"b@x.test"};
+  s.c.send_message(Envelope{"a@c.example", rcpts}, 5);
+  s.sent();
+  s.c.feed("550 5.7.1 sender refused\r\n250 2.1.5 ok\r\n354 go ahead\r\n");
+  EXPECT_FALSE(s.c.body_due());
+  EXPECT_EQ(s.sent(), ".\r\n");  // RFC 2920: an empty message, not the body
+  s.c.feed("250 2.0.0 queued\r\n");
+  ASSERT_EQ(s.h.results.size(), 1u);
+  EXPECT_FALSE(s.h.results[0].delivered);
+}
+
+TEST(ClientSession, BodySentAfterCloseDoesNothing) {
+  Scripted s;
+  s.c.feed("220 mx\r\n250-mx\r\n250 PIPELINING\r\n");
+  const std::string_view rcpts[] = {"b@x.test"};
+  s.c.send_message(Envelope{"a@c.example", rcpts}, 5);
+  s.sent();
+  s.c.feed("250 ok\r\n250 ok\r\n354 go\r\n221 bye\r\n");
+  EXPECT_TRUE(s.c.closed());
+  EXPECT_FALSE(s.c.body_due());
+  s.c.body_sent();
+  EXPECT_TRUE(s.c.closed());
+  EXPECT_EQ(s.sent(), "");
+}
+
 TEST(ClientSession, MalformedReplyCloses) {
   Scripted s;
   s.c.feed("220 x\r\nhello there\r\n");

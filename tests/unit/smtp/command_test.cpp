@@ -474,6 +474,16 @@ TEST(CommandString, QuotedPairRejectsEscapedControlCharacters) {
   EXPECT_EQ(parse_command("HELP \"a\\\t\"").error, CommandError::syntax);
 }
 
+TEST(CommandString, NoCommandAcceptsCrLfOrNul) {
+  // Found by fuzzing: whatever a verb's grammar allows, a parsed command re-encodes as one
+  // line (RFC 5321 2.3.8).
+  for (std::string_view line : {std::string_view("NOOP a\r\nb"), std::string_view("NOOP a\rb"),
+                                std::string_view("NOOP a\nb"), std::string_view("NOOP a\0b", 8),
+                                std::string_view("HELP a\nb")}) {
+    EXPECT_EQ(parse_command(line).error, CommandError::syntax) << line;
+  }
+}
+
 TEST(CommandString, NoopIgnoresItsParameter) {
   // RFC 5321 4.1.1.9: "If a parameter string is specified, servers SHOULD ignore it."
   for (std::string_view line :

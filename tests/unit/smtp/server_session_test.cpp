@@ -210,6 +210,23 @@ TEST(ServerSession, RefusedDataStartRefusesDataAndDropsABdatChunk) {
   EXPECT_EQ(h.messages, 0);
 }
 
+// Found by fuzzing: after the handler refuses a BDAT transaction's first chunk, later
+// chunks must not be taken as the message (RFC 3030 3: the transaction has failed).
+TEST(ServerSession, RefusedFirstBdatChunkEndsTheTransaction) {
+  ServerConfig cfg;
+  CollectingHandler h;
+  h.data_start = Decision::respond(Reply{550, {5, 7, 1}, "refused"});
+  ServerSession s(cfg, h);
+  s.start();
+  s.feed("EHLO c\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<b@x.test>\r\n");
+  take_output(s);
+  s.feed("BDAT 3\r\nabcBDAT 3 LAST\r\ndefQUIT\r\n");
+  EXPECT_EQ(take_output(s),
+            "550 5.7.1 refused\r\n503 5.5.1 Error: need MAIL command\r\n221 2.0.0 Bye\r\n");
+  EXPECT_EQ(h.messages, 0);
+  EXPECT_EQ(h.body, "");
+}
+
 TEST(ServerSession, BadBdatSizeClosesTheSession) {
   ServerConfig cfg;
   CollectingHandler h;
