@@ -23,8 +23,10 @@ inline std::size_t format_decimal(unsigned long long v, char* out) {
 
 class OutBuffer {
  public:
+  // Not zero-filled: pages are touched only as far as output is written, so thousands of
+  // idle sessions cost little resident memory.
   explicit OutBuffer(std::size_t capacity)
-      : data_(std::make_unique<char[]>(capacity)), capacity_(capacity) {}
+      : data_(std::make_unique_for_overwrite<char[]>(capacity)), capacity_(capacity) {}
 
   // Appends what fits; returns false (and appends nothing) when s does not fit. Owners check
   // free_space() before producing output, so a false return is a bug in the owner.

@@ -6,7 +6,7 @@
 namespace ringmta::smtp {
 
 LineFramer::LineFramer(std::size_t max_line)
-    : buf_(std::make_unique<char[]>(max_line)), max_line_(max_line) {}
+    : buf_(std::make_unique_for_overwrite<char[]>(max_line)), max_line_(max_line) {}
 
 FramedLine LineFramer::finish(std::string_view whole, std::size_t total_len) {
   // `whole` is the line including its LF (possibly cut when too long).

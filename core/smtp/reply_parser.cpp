@@ -33,7 +33,9 @@ std::size_t parse_enhanced_code(std::string_view text, std::uint16_t code, Enhan
 }
 
 ReplyParser::ReplyParser(std::size_t max_line, std::size_t max_text)
-    : framer_(max_line), text_(std::make_unique<char[]>(max_text)), max_text_(max_text) {}
+    : framer_(max_line),
+      text_(std::make_unique_for_overwrite<char[]>(max_text)),
+      max_text_(max_text) {}
 
 ReplyError ReplyParser::take_line(std::string_view line, bool& last) {
   // Reply-line = *( Reply-code "-" [ textstring ] CRLF ) Reply-code [ SP textstring ] CRLF

@@ -2,16 +2,15 @@
 // server_commands.cpp. See server_session.hpp.
 #include "core/smtp/server_session.hpp"
 
+#include <algorithm>
+
 #include "core/smtp/ascii.hpp"
 #include "core/smtp/server_replies.hpp"
 
 namespace ringmta::smtp {
 namespace {
 
-// Output room kept free before a command is read: the largest output one command makes
-// (the EHLO reply) fits, so a reply never has to be dropped. Sessions own 16 KiB.
-constexpr std::size_t kOutCapacity = 16 * 1024;
-constexpr std::size_t kReplyReserve = 2 * 1024;
+constexpr std::size_t kMinOutput = 2 * ServerSession::kReplyReserve;
 
 }  // namespace
 
@@ -31,7 +30,10 @@ std::string_view state_name(SessionState s) {
 }
 
 ServerSession::ServerSession(const ServerConfig& config, ServerHandler& handler)
-    : config_(config), handler_(handler), out_(kOutCapacity), framer_(kMaxParamCommandLine) {}
+    : config_(config),
+      handler_(handler),
+      out_(std::max<std::size_t>(config.output_buffer_bytes, kMinOutput)),
+      framer_(kMaxParamCommandLine) {}
 
 void ServerSession::start() {
   // "220 <hostname> <greeting>": composed in place, the config owns both strings.

@@ -34,6 +34,9 @@ struct ServerConfig {
   // RFC 5321 4.5.3.2.7: the server waits at least 5 minutes for the next command.
   std::uint32_t command_timeout_ms = 300'000;
   std::uint32_t data_timeout_ms = 300'000;
+  // Room for replies not yet sent; when it is nearly full the session stops reading (the
+  // client is not reading its replies). At least 2 KiB; 4 KiB holds ~100 pipelined replies.
+  std::uint32_t output_buffer_bytes = 4096;
 };
 
 // A handler's answer to a validated command.
@@ -96,6 +99,11 @@ class ServerHandler {
 
 class ServerSession {
  public:
+  // Output room kept free before a command is read: the largest output one command makes
+  // (the EHLO reply, or a handler's reply of at most 512 octets) fits, so a reply is never
+  // dropped.
+  static constexpr std::size_t kReplyReserve = 1024;
+
   // The handler must outlive the session. Allocates the session's buffers, once.
   ServerSession(const ServerConfig& config, ServerHandler& handler);
   ServerSession(const ServerSession&) = delete;
