@@ -46,6 +46,10 @@ class BodyScanner {
   DataStep scan_data(std::string_view in);
   // BDAT: every byte of `in` is body.
   void scan_chunk(std::string_view in);
+  // BDAT LAST: the message ends here, so a CR still waiting for its LF is a bare CR.
+  void end_chunked() {
+    if (state_ == State::cr) flaws_ |= kFlawBareCr;
+  }
 
   std::uint8_t flaws() const { return flaws_; }
   // Bytes handed on as body so far (wire format).

@@ -295,6 +295,7 @@ void ServerSession::finish_bdat_chunk() {
     reply(*bdat_error_);
     return;
   }
+  if (bdat_last_) scanner_.end_chunked();
   if (const Reply* fault = message_fault()) {
     // RFC 3030 3: the failing chunk is answered at once and the transaction is over;
     // chunks already pipelined behind it meet "need MAIL" and are read and dropped.

@@ -19,7 +19,7 @@ using ringmta::fuzz::escape;
 
 // ServerSession's output buffer and the room it keeps free before reading a command
 // (server_session.cpp); the fuzzer checks the session respects them.
-constexpr std::size_t kOutCapacity = ringmta::smtp::ServerConfig{}.output_buffer_bytes;
+const std::size_t kOutCapacity = ringmta::smtp::ServerConfig{}.output_buffer_bytes;
 constexpr std::size_t kReplyReserve = ringmta::smtp::ServerSession::kReplyReserve;
 constexpr std::uint64_t kMaxMessage = 2048;  // small enough to exceed within -max_len=4096
 constexpr std::uint32_t kMaxRecipients = 5;

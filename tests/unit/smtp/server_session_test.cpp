@@ -227,6 +227,21 @@ TEST(ServerSession, RefusedFirstBdatChunkEndsTheTransaction) {
   EXPECT_EQ(h.body, "");
 }
 
+// Found by fuzzing: a BDAT message whose last byte is a CR ends in a bare CR.
+TEST(ServerSession, BdatMessageEndingInCrIsRefused) {
+  ServerConfig cfg;
+  CollectingHandler h;
+  ServerSession s(cfg, h);
+  s.start();
+  s.feed("EHLO c\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<b@x.test>\r\n");
+  take_output(s);
+  s.feed("BDAT 4\r\nab\r\nBDAT 2 LAST\r\nc\r");
+  EXPECT_EQ(take_output(s),
+            "250 2.0.0 4 octets received\r\n"
+            "554 5.6.0 Error: bare CR or LF in message data (RFC 5321 2.3.8)\r\n");
+  EXPECT_EQ(h.messages, 0);
+}
+
 TEST(ServerSession, BadBdatSizeClosesTheSession) {
   ServerConfig cfg;
   CollectingHandler h;

@@ -1,0 +1,211 @@
+// The per-thread event loop: one io_uring, one provided-buffer ring, one timer wheel, its
+// own listening sockets and connections (shared-nothing, DESIGN.md decision 2). Every
+// operation carries one user_data encoding (user_data.hpp) and every completion goes through
+// one dispatch, with errors handled apart from success. A connection's memory is freed only
+// after every operation it started has completed, cancellations included.
+#pragma once
+
+#include <liburing.h>
+#include <sys/uio.h>
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/io/buffer_ring.hpp"
+#include "core/io/socket_address.hpp"
+#include "core/io/timer_wheel.hpp"
+
+namespace ringmta::io {
+
+struct ReactorConfig {
+  unsigned ring_entries = 1024;
+  unsigned buffer_count = 1024;          // receive buffers per thread (power of two)
+  unsigned buffer_size = 16 * 1024;      // bytes per receive buffer
+  std::size_t max_connections = 1 << 20; // per thread; beyond, new connections are closed
+  bool send_zerocopy = false;            // IORING_OP_SEND_ZC for sends of at least:
+  std::size_t zerocopy_threshold = 16 * 1024;
+  unsigned shutdown_grace_ms = 10'000;   // sessions still open after this are closed
+};
+
+// Plain per-thread counters (read by the metrics exporter when scraped).
+struct ReactorStats {
+  std::uint64_t accepted = 0;
+  std::uint64_t accept_errors = 0;
+  std::uint64_t refused_over_limit = 0;
+  std::uint64_t closed = 0;
+  std::uint64_t recv_bytes = 0;
+  std::uint64_t sent_bytes = 0;
+  std::uint64_t recv_no_buffers = 0;  // -ENOBUFS: backpressure, receive re-armed later
+  std::uint64_t zerocopy_sends = 0;
+  std::uint64_t zerocopy_copied = 0;  // the kernel fell back to copying
+  std::uint64_t messages_received = 0;
+};
+
+class Reactor;
+class Connection;
+
+// The logic of one connection (a session). Called on the reactor's thread only.
+class ConnectionHandler {
+ public:
+  virtual ~ConnectionHandler() = default;
+  // Received bytes; the handler may keep the Slice (it keeps the buffer) or copy it.
+  virtual void on_recv(Connection& c, Slice data) = 0;
+  // A send() finished: `bytes` of it went out (less than asked: send the rest).
+  virtual void on_sent(Connection& c, std::size_t bytes) = 0;
+  virtual void on_timeout(Connection& c) = 0;
+  // The reactor is stopping: finish up (e.g. say 421) and close().
+  virtual void on_shutdown(Connection& c) = 0;
+  // Last call: the connection is gone (err: 0 for an orderly close, else -errno).
+  virtual void on_close(Connection& c, int err) = 0;
+};
+
+class ListenHandler {
+ public:
+  virtual ~ListenHandler() = default;
+  // A connection arrived; return its handler (owned by the connection from now on).
+  virtual std::unique_ptr<ConnectionHandler> on_accept(Connection& c) = 0;
+};
+
+class Connection {
+ public:
+  Reactor& reactor() const { return *reactor_; }
+  int fd() const { return fd_; }
+  const SocketAddress& peer() const { return peer_; }
+  std::uint32_t listener() const { return listener_; }
+  ConnectionHandler* handler() const { return handler_.get(); }
+
+  // Sends data; the memory must stay valid and unchanged until on_sent. One send at a time:
+  // returns false if one is in flight or the connection is closing.
+  bool send(std::string_view data);
+  bool sendv(const iovec* iov, unsigned count);
+  bool sending() const { return send_in_flight_; }
+  // Stops receiving (the handler holds too much unread input) and starts again.
+  void pause_recv();
+  void resume_recv();
+  bool recv_paused() const { return recv_paused_; }
+  // on_timeout after ms without a new deadline; 0 disarms.
+  void set_deadline(std::uint32_t ms);
+  // Closes once the send in flight (if any) completed; on_close follows.
+  void close();
+  bool closing() const { return closing_; }
+
+ private:
+  friend class Reactor;
+  Connection() = default;
+  void arm_recv();
+  bool submit_send();
+
+  Reactor* reactor_ = nullptr;
+  std::unique_ptr<ConnectionHandler> handler_;
+  SocketAddress peer_{};
+  int fd_ = -1;
+  std::uint32_t slot_ = 0;
+  std::uint32_t generation_ = 0;
+  std::uint32_t listener_ = 0;
+  unsigned inflight_ = 0;  // operations submitted and not yet completed
+  bool recv_armed_ = false;
+  bool recv_paused_ = false;
+  bool recv_starved_ = false;
+  bool send_in_flight_ = false;
+  bool zc_notif_pending_ = false;
+  int zc_result_ = 0;
+  bool closing_ = false;
+  bool finished_ = false;
+  int close_err_ = 0;
+  msghdr msg_{};
+  iovec iov_[8]{};
+  unsigned iov_count_ = 0;
+  Timer deadline_;
+};
+
+class Reactor {
+ public:
+  // Sets up the ring and the buffer ring; throws std::runtime_error naming what the kernel
+  // lacks.
+  Reactor(const ReactorConfig& config, unsigned index);
+  Reactor(const Reactor&) = delete;
+  Reactor& operator=(const Reactor&) = delete;
+  ~Reactor();
+
+  // Before run(): serve a listening socket (the reactor closes it at shutdown).
+  void add_listener(int fd, ListenHandler& handler);
+  // Runs until request_stop() and every connection closed (or the grace time passed).
+  void run();
+  // Thread-safe.
+  void request_stop();
+  bool stopping() const { return stopping_; }
+
+  // Cross-thread messages (IORING_OP_MSG_RING, no locks): called on this reactor's thread,
+  // delivers (a, b) to target's message handler on target's thread.
+  using MessageHandler = void (*)(Reactor&, std::uint32_t a, std::int32_t b, void* ctx);
+  void set_message_handler(MessageHandler h, void* ctx) {
+    message_handler_ = h;
+    message_ctx_ = ctx;
+  }
+  bool post(Reactor& target, std::uint32_t a, std::int32_t b);
+
+  TimerWheel& timers() { return timers_; }
+  std::uint64_t now_ms() const { return now_ms_; }
+  unsigned index() const { return index_; }
+  const ReactorStats& stats() const { return stats_; }
+  std::size_t connection_count() const { return live_; }
+  BufferRing& buffers() { return *buffers_; }
+  const ReactorConfig& config() const { return config_; }
+
+  // What the running kernel lacks for this configuration, or "" (checked at start).
+  static std::string probe_kernel(const ReactorConfig& config);
+
+ private:
+  friend class Connection;
+  struct Listener {
+    Reactor* owner = nullptr;
+    std::uint32_t index = 0;
+    int fd = -1;
+    ListenHandler* handler = nullptr;
+    bool armed = false;
+    Timer retry;  // re-arms accept after an error (EMFILE...)
+  };
+
+  io_uring_sqe* sqe();
+  void arm_accept(std::uint32_t index);
+  void arm_wake();
+  void dispatch(io_uring_cqe* cqe);
+  void on_accept(std::uint32_t index, const io_uring_cqe* cqe);
+  void on_recv(Connection& c, const io_uring_cqe* cqe);
+  void on_send(Connection& c, const io_uring_cqe* cqe);
+  void op_done(Connection& c);
+  void maybe_finish(Connection& c);
+  void finish_closed();
+  void begin_shutdown();
+  void rearm_starved();
+  Connection* lookup(std::uint32_t slot, std::uint32_t generation);
+  void update_clock();
+
+  ReactorConfig config_;
+  unsigned index_;
+  io_uring ring_{};
+  std::unique_ptr<BufferRing> buffers_;
+  TimerWheel timers_;
+  std::uint64_t now_ms_ = 0;
+  ReactorStats stats_;
+  std::vector<std::unique_ptr<Listener>> listeners_;
+  std::vector<std::unique_ptr<Connection>> slots_;
+  std::vector<std::uint32_t> generations_;
+  std::vector<std::uint32_t> free_slots_;
+  std::vector<std::uint32_t> closed_;  // finished connections, freed between completions
+  std::vector<Connection*> starved_;
+  std::size_t live_ = 0;
+  int wake_fd_ = -1;
+  std::uint64_t wake_value_ = 0;
+  std::atomic<bool> stop_requested_{false};
+  bool stopping_ = false;
+  Timer grace_;
+  MessageHandler message_handler_ = nullptr;
+  void* message_ctx_ = nullptr;
+};
+
+}  // namespace ringmta::io
