@@ -71,7 +71,7 @@ class FuzzClient : public ClientHandler {
     FUZZ_CHECK(index == rcpt_replies_);  // each recipient once, in order
     FUZZ_CHECK(index < plan_.recipients.size());
     ++rcpt_replies_;
-    if (r.positive()) ++rcpt_ok_;
+    if (r.code / 100 == 2) ++rcpt_ok_;  // only a 2xx accepts a recipient
   }
   void on_transaction_done(const TransactionResult& res) override {
     trace("on_transaction_done mail=" + std::to_string(res.mail.code) +
@@ -88,8 +88,8 @@ class FuzzClient : public ClientHandler {
     FUZZ_CHECK(res.rejected == rcpt_replies_ - rcpt_ok_ ||
                (rcpt_replies_ == 0 && res.rejected == n));
     if (res.delivered) {
-      FUZZ_CHECK(res.accepted > 0 && res.data.code == 250);
-      FUZZ_CHECK(res.mail.positive());
+      FUZZ_CHECK(res.accepted > 0 && res.data.code / 100 == 2);
+      FUZZ_CHECK(res.mail.code / 100 == 2);
       // The server can only have taken a message whose body was sent.
       FUZZ_CHECK(body_sent_);
     }
