@@ -21,6 +21,18 @@ std::uint16_t SocketAddress::port() const {
   return 0;
 }
 
+std::string SocketAddress::host() const {
+  char host[INET6_ADDRSTRLEN] = "?";
+  if (storage.ss_family == AF_INET) {
+    inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in&>(storage).sin_addr, host,
+              sizeof(host));
+  } else if (storage.ss_family == AF_INET6) {
+    inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6&>(storage).sin6_addr, host,
+              sizeof(host));
+  }
+  return host;
+}
+
 std::string SocketAddress::to_string() const {
   char host[INET6_ADDRSTRLEN] = "?";
   if (storage.ss_family == AF_INET) {

@@ -16,6 +16,7 @@ struct SocketAddress {
 
   std::uint16_t port() const;
   std::string to_string() const;  // "127.0.0.1:2525" / "[::1]:2525"
+  std::string host() const;       // "127.0.0.1" / "::1"
 };
 
 // Parses HOST:PORT; returns false with a reason in *why.

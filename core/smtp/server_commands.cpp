@@ -235,7 +235,7 @@ void ServerSession::do_data(const Command& cmd) {
     return;
   }
   msg_error_ = nullptr;
-  apply(Pending::data_start, handler_.on_data_start());
+  apply(Pending::data_start, handler_.on_data_start(BodyFormat::dot_stuffed));
 }
 
 void ServerSession::do_bdat(const Command& cmd) {
@@ -275,7 +275,7 @@ void ServerSession::do_bdat(const Command& cmd) {
   if (!bdat_used_) {
     bdat_used_ = true;
     scanner_.begin_chunked();
-    apply(Pending::data_start, handler_.on_data_start());
+    apply(Pending::data_start, handler_.on_data_start(BodyFormat::raw));
     return;
   }
   bdat_discard_ = false;

@@ -86,8 +86,8 @@ class ServerHandler {
   virtual Decision on_helo(const Command&) { return Decision::accept(); }
   virtual Decision on_mail(const Command&) { return Decision::accept(); }
   virtual Decision on_rcpt(const Command&) { return Decision::accept(); }
-  // DATA or the first BDAT of a transaction, before any body.
-  virtual Decision on_data_start() { return Decision::accept(); }
+  // DATA (dot_stuffed body) or the first BDAT (raw body) of a transaction, before any body.
+  virtual Decision on_data_start(BodyFormat) { return Decision::accept(); }
   virtual void on_body(std::string_view) {}
   // The whole message arrived and passed every check. The 250 is the handler's promise
   // (for the relay: on stable storage), so it may defer until that is true.

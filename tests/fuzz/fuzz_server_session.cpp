@@ -120,7 +120,7 @@ class FuzzHandler : public ServerHandler {
     FUZZ_CHECK(state() == SessionState::mail || state() == SessionState::rcpt);
     return decide();
   }
-  Decision on_data_start() override {
+  Decision on_data_start(BodyFormat) override {
     event("data_start");
     FUZZ_CHECK(state() == SessionState::rcpt);
     message_.clear();

@@ -17,7 +17,7 @@ class CollectingHandler : public ServerHandler {
  public:
   Decision on_mail(const Command&) override { return mail; }
   Decision on_rcpt(const Command&) override { return rcpt; }
-  Decision on_data_start() override { return data_start; }
+  Decision on_data_start(BodyFormat) override { return data_start; }
   void on_body(std::string_view b) override {
     body_views.push_back(b);
     body.append(b);

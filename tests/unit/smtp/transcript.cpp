@@ -81,7 +81,7 @@ class RecordingHandler : public ServerHandler {
     }
     return Decision::accept();
   }
-  Decision on_data_start() override {
+  Decision on_data_start(BodyFormat) override {
     event("data-start");
     body_.clear();
     return Decision::accept();
