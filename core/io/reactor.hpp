@@ -31,18 +31,40 @@ struct ReactorConfig {
   unsigned shutdown_grace_ms = 10'000;   // sessions still open after this are closed
 };
 
-// Plain per-thread counters (read by the metrics exporter when scraped).
+// A counter written by one thread and readable from any (a scrape): relaxed load + store,
+// no locked instruction on the hot path, never a torn read.
+class StatCounter {
+ public:
+  StatCounter() = default;
+  StatCounter(const StatCounter& o) : v_(o.get()) {}
+  StatCounter& operator=(const StatCounter& o) {
+    v_.store(o.get(), std::memory_order_relaxed);
+    return *this;
+  }
+  StatCounter& operator+=(std::uint64_t n) {
+    v_.store(v_.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+    return *this;
+  }
+  StatCounter& operator++() { return *this += 1; }
+  std::uint64_t get() const { return v_.load(std::memory_order_relaxed); }
+  operator std::uint64_t() const { return get(); }
+
+ private:
+  std::atomic<std::uint64_t> v_{0};
+};
+
+// Per-thread counters of one reactor (single writer: its thread).
 struct ReactorStats {
-  std::uint64_t accepted = 0;
-  std::uint64_t accept_errors = 0;
-  std::uint64_t refused_over_limit = 0;
-  std::uint64_t closed = 0;
-  std::uint64_t recv_bytes = 0;
-  std::uint64_t sent_bytes = 0;
-  std::uint64_t recv_no_buffers = 0;  // -ENOBUFS: backpressure, receive re-armed later
-  std::uint64_t zerocopy_sends = 0;
-  std::uint64_t zerocopy_copied = 0;  // the kernel fell back to copying
-  std::uint64_t messages_received = 0;
+  StatCounter accepted;
+  StatCounter accept_errors;
+  StatCounter refused_over_limit;
+  StatCounter closed;
+  StatCounter recv_bytes;
+  StatCounter sent_bytes;
+  StatCounter recv_no_buffers;  // -ENOBUFS: backpressure, receive re-armed later
+  StatCounter zerocopy_sends;
+  StatCounter zerocopy_copied;  // the kernel fell back to copying (always on loopback)
+  StatCounter messages_received;
 };
 
 class Reactor;
