@@ -44,6 +44,8 @@ int run(int argc, char** argv) {
   if (early >= 0) return early;
 
   io::ReactorConfig reactor;
+  reactor.buffer_count = config.recv_buffers;
+  reactor.buffer_size = config.recv_buffer_size;
   if (const std::string missing = io::Reactor::probe_kernel(reactor); !missing.empty()) {
     std::cerr << "ringmta-sink: " << missing << "\n";
     return 1;

@@ -225,8 +225,9 @@ class Value {
 
 // ---- Keys ------------------------------------------------------------------------------------
 
-constexpr std::string_view kGlobalKeys[] = {"threads", "mode",    "digest-log",
-                                            "maildir", "metrics", "seed"};
+constexpr std::string_view kGlobalKeys[] = {"threads", "mode",         "digest-log",
+                                            "maildir", "metrics",      "seed",
+                                            "recv-buffers", "recv-buffer-size"};
 
 bool is_global_key(std::string_view k) {
   for (std::string_view g : kGlobalKeys) {
@@ -275,6 +276,12 @@ void apply_global_key(std::string_view key, const Value& v, SinkConfig& c) {
   } else if (key == "seed") {
     c.seed = static_cast<std::uint64_t>(
         v.integer(0, std::numeric_limits<std::int64_t>::max(), "an integer from 0 to 2^63-1"));
+  } else if (key == "recv-buffers") {
+    const auto n = v.integer(1, 32768, "a power of two from 1 to 32768");
+    if ((n & (n - 1)) != 0) v.fail("must be a power of two (io_uring buffer ring), got " + v.shown());
+    c.recv_buffers = static_cast<unsigned>(n);
+  } else if (key == "recv-buffer-size") {
+    c.recv_buffer_size = static_cast<unsigned>(v.integer(512, 1 << 20, "bytes from 512 to 1048576"));
   }
 }
 
@@ -721,7 +728,8 @@ bool operator==(const SinkConfig& a, const SinkConfig& b) {
                              (!a.metrics || a.metrics->to_string() == b.metrics->to_string());
   return a.threads == b.threads && a.listeners == b.listeners && a.mode == b.mode &&
          a.digest_log == b.digest_log && a.maildir == b.maildir && metrics_equal &&
-         a.seed == b.seed;
+         a.seed == b.seed && a.recv_buffers == b.recv_buffers &&
+         a.recv_buffer_size == b.recv_buffer_size;
 }
 
 int load_sink_config(int argc, char** argv, SinkConfig& out, std::ostream& out_stream,
@@ -769,6 +777,11 @@ int load_sink_config(int argc, char** argv, SinkConfig& out, std::ostream& out_s
       g_server);
   global("metrics", "HOST:PORT", "Serve Prometheus /metrics here (default: off)", g_server);
   global("seed", "N", "Seed of the failure and delay draws (default 1)", g_server);
+  global("recv-buffers", "N",
+         "Receive buffers per thread, a power of two (default 1024); memory is only used as "
+         "data arrives",
+         g_server);
+  global("recv-buffer-size", "BYTES", "Bytes per receive buffer (default 16384)", g_server);
   app.add_flag("--print-config", print_config, "Print the effective configuration as TOML and exit")
       ->group(g_server);
 
@@ -1026,6 +1039,8 @@ std::string format_sink_config(const SinkConfig& c) {
     o << "# metrics = \"HOST:PORT\"  (off)\n";
   }
   o << "seed = " << c.seed << "\n";
+  o << "recv-buffers = " << c.recv_buffers << "\n";
+  o << "recv-buffer-size = " << c.recv_buffer_size << "\n";
   for (const ListenerConfig& l : c.listeners) {
     const smtp::ServerConfig& s = l.server;
     const BehaviourConfig& b = l.behaviour;

@@ -14,6 +14,8 @@
 //   maildir = "/tmp/sink"         # required with (and only with) mode = "maildir"
 //   metrics = "127.0.0.1:9101"    # Prometheus /metrics; off when absent
 //   seed = 1                      # failure and delay draws (0 .. 2^63-1)
+//   recv-buffers = 1024           # receive buffers per thread (power of two)
+//   recv-buffer-size = 16384      # bytes per receive buffer
 //
 //   # Listener settings. At the top level they apply to the top-level `listen` addresses and
 //   # to --listen; each [[listener]] table is a complete listener that starts from the
@@ -106,6 +108,8 @@ struct SinkConfig {
   std::string maildir;     // mode maildir
   std::optional<io::SocketAddress> metrics;
   std::uint64_t seed = 1;  // per-thread Rng: Rng(seed + thread index)
+  unsigned recv_buffers = 1024;       // per thread (io_uring provided-buffer ring)
+  unsigned recv_buffer_size = 16384;  // bytes each
 };
 bool operator==(const SinkConfig& a, const SinkConfig& b);
 
