@@ -86,14 +86,16 @@ std::string Reactor::probe_kernel(const ReactorConfig& config) {
 // ---------------------------------------------------------------------------- Connection
 
 bool Connection::send(std::string_view data) {
-  if (send_in_flight_ || closing_ || data.empty()) return false;
+  if (send_in_flight_ || closing_ || connecting_ || data.empty()) return false;
   iov_[0] = iovec{const_cast<char*>(data.data()), data.size()};
   iov_count_ = 1;
   return submit_send();
 }
 
 bool Connection::sendv(const iovec* iov, unsigned count) {
-  if (send_in_flight_ || closing_ || count == 0 || count > std::size(iov_)) return false;
+  if (send_in_flight_ || closing_ || connecting_ || count == 0 || count > std::size(iov_)) {
+    return false;
+  }
   for (unsigned i = 0; i < count; ++i) iov_[i] = iov[i];
   iov_count_ = count;
   return submit_send();
@@ -169,6 +171,12 @@ void Connection::close() {
   closing_ = true;
   deadline_.cancel();
   recv_starved_ = false;
+  if (connecting_) {
+    io_uring_sqe* s = reactor_->sqe();
+    io_uring_prep_cancel64(s, encode_tag(OpKind::connect, generation_, slot_), 0);
+    io_uring_sqe_set_data64(s, encode_tag(OpKind::cancel, generation_, slot_));
+    ++inflight_;
+  }
   if (recv_armed_) {
     io_uring_sqe* s = reactor_->sqe();
     io_uring_prep_cancel64(s, encode_tag(OpKind::recv, generation_, slot_), 0);
@@ -342,6 +350,7 @@ void Reactor::dispatch(io_uring_cqe* cqe) {
     case OpKind::send:
     case OpKind::cancel:
     case OpKind::close:
+    case OpKind::connect:
       break;
   }
   Connection* c = lookup(tag.slot, tag.generation);
@@ -359,6 +368,9 @@ void Reactor::dispatch(io_uring_cqe* cqe) {
       return;
     case OpKind::send:
       on_send(*c, cqe);
+      return;
+    case OpKind::connect:
+      on_connect(*c, cqe);
       return;
     default:  // cancel, close: only their completion matters
       op_done(*c);
@@ -380,33 +392,10 @@ void Reactor::on_accept(std::uint32_t index, const io_uring_cqe* cqe) {
     if (!stopping_) ++stats_.refused_over_limit;
     ::close(fd);
   } else {
-    const int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    std::uint32_t slot;
-    if (free_slots_.empty()) {
-      slot = static_cast<std::uint32_t>(slots_.size());
-      slots_.emplace_back();
-      generations_.push_back(0);
-    } else {
-      slot = free_slots_.back();
-      free_slots_.pop_back();
-    }
-    slots_[slot].reset(new Connection());
-    Connection& c = *slots_[slot];
-    c.reactor_ = this;
-    c.fd_ = fd;
-    c.slot_ = slot;
-    c.generation_ = generations_[slot];
+    Connection& c = new_connection(fd);
     c.listener_ = index;
     c.peer_.length = sizeof(c.peer_.storage);
     getpeername(fd, reinterpret_cast<sockaddr*>(&c.peer_.storage), &c.peer_.length);
-    c.deadline_.set_callback(
-        [](Timer&, void* ctx) {
-          auto* conn = static_cast<Connection*>(ctx);
-          if (!conn->closing_) conn->handler_->on_timeout(*conn);
-        },
-        &c);
-    ++live_;
     ++stats_.accepted;
     c.handler_ = l.handler->on_accept(c);
     if (!c.handler_) {
@@ -416,6 +405,81 @@ void Reactor::on_accept(std::uint32_t index, const io_uring_cqe* cqe) {
     }
   }
   if (!l.armed && !stopping_) arm_accept(index);
+}
+
+Connection& Reactor::new_connection(int fd) {
+  const int one = 1;
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));  // replies are small, send now
+  std::uint32_t slot;
+  if (free_slots_.empty()) {
+    slot = static_cast<std::uint32_t>(slots_.size());
+    slots_.emplace_back();
+    generations_.push_back(0);
+  } else {
+    slot = free_slots_.back();
+    free_slots_.pop_back();
+  }
+  slots_[slot].reset(new Connection());
+  Connection& c = *slots_[slot];
+  c.reactor_ = this;
+  c.fd_ = fd;
+  c.slot_ = slot;
+  c.generation_ = generations_[slot];
+  c.deadline_.set_callback(
+      [](Timer&, void* ctx) {
+        auto* conn = static_cast<Connection*>(ctx);
+        if (conn->connecting_) {
+          // Connect took too long: cancel it; its completion closes with -ETIMEDOUT.
+          conn->close_err_ = -ETIMEDOUT;
+          io_uring_sqe* s = conn->reactor_->sqe();
+          io_uring_prep_cancel64(s, encode_tag(OpKind::connect, conn->generation_, conn->slot_),
+                                 0);
+          io_uring_sqe_set_data64(s, encode_tag(OpKind::cancel, conn->generation_, conn->slot_));
+          ++conn->inflight_;
+          return;
+        }
+        if (!conn->closing_) conn->handler_->on_timeout(*conn);
+      },
+      &c);
+  ++live_;
+  return c;
+}
+
+Connection* Reactor::connect(const SocketAddress& to, std::unique_ptr<ConnectionHandler> handler,
+                             std::uint32_t timeout_ms) {
+  if (live_ >= config_.max_connections || stopping_) return nullptr;
+  const int fd = ::socket(to.storage.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    ++stats_.connect_errors;
+    return nullptr;
+  }
+  Connection& c = new_connection(fd);
+  c.peer_ = to;
+  c.handler_ = std::move(handler);
+  c.connecting_ = true;
+  io_uring_sqe* s = sqe();
+  io_uring_prep_connect(s, fd, reinterpret_cast<const sockaddr*>(&c.peer_.storage),
+                        c.peer_.length);
+  io_uring_sqe_set_data64(s, encode_tag(OpKind::connect, c.generation_, c.slot_));
+  ++c.inflight_;
+  if (timeout_ms != 0) timers_.arm(c.deadline_, timeout_ms);
+  return &c;
+}
+
+void Reactor::on_connect(Connection& c, const io_uring_cqe* cqe) {
+  c.connecting_ = false;
+  c.deadline_.cancel();
+  if (cqe->res < 0 || c.closing_) {
+    ++stats_.connect_errors;
+    if (c.close_err_ == 0) c.close_err_ = cqe->res < 0 ? cqe->res : -ECANCELED;
+    c.closing_ = true;  // never established: on_close only
+    op_done(c);
+    return;
+  }
+  ++stats_.connected;
+  c.handler_->on_connect(c);
+  if (!c.closing_ && !c.recv_paused_) c.arm_recv();
+  op_done(c);
 }
 
 void Reactor::on_recv(Connection& c, const io_uring_cqe* cqe) {

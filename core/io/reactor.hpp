@@ -65,6 +65,8 @@ struct ReactorStats {
   StatCounter zerocopy_sends;
   StatCounter zerocopy_copied;  // the kernel fell back to copying (always on loopback)
   StatCounter messages_received;
+  StatCounter connected;        // outbound connections established
+  StatCounter connect_errors;   // outbound connections that failed (timeouts included)
 };
 
 class Reactor;
@@ -81,8 +83,11 @@ class ConnectionHandler {
   virtual void on_timeout(Connection& c) = 0;
   // The reactor is stopping: finish up (e.g. say 421) and close().
   virtual void on_shutdown(Connection& c) = 0;
-  // Last call: the connection is gone (err: 0 for an orderly close, else -errno).
+  // Last call: the connection is gone (err: 0 for an orderly close, else -errno; an
+  // outbound connection that never connected gets only this, e.g. -ECONNREFUSED).
   virtual void on_close(Connection& c, int err) = 0;
+  // Outbound connections (Reactor::connect): the connection is established.
+  virtual void on_connect(Connection&) {}
 };
 
 class ListenHandler {
@@ -114,6 +119,7 @@ class Connection {
   // Closes once the send in flight (if any) completed; on_close follows.
   void close();
   bool closing() const { return closing_; }
+  bool connecting() const { return connecting_; }
 
  private:
   friend class Reactor;
@@ -136,6 +142,7 @@ class Connection {
   bool zc_notif_pending_ = false;
   int zc_result_ = 0;
   bool closing_ = false;
+  bool connecting_ = false;  // outbound, connect() not completed yet
   bool finished_ = false;
   int close_err_ = 0;
   msghdr msg_{};
@@ -155,6 +162,11 @@ class Reactor {
 
   // Before run(): serve a listening socket (the reactor closes it at shutdown).
   void add_listener(int fd, ListenHandler& handler);
+  // Opens an outbound TCP connection (IORING_OP_CONNECT) owned by handler: on_connect when
+  // established, or on_close(-errno) alone if it fails or takes longer than timeout_ms
+  // (-ETIMEDOUT). Returns nullptr (handler dropped) when over max_connections or out of fds.
+  Connection* connect(const SocketAddress& to, std::unique_ptr<ConnectionHandler> handler,
+                      std::uint32_t timeout_ms);
   // Runs until request_stop() and every connection closed (or the grace time passed).
   void run();
   // Thread-safe.
@@ -199,6 +211,8 @@ class Reactor {
   void on_accept(std::uint32_t index, const io_uring_cqe* cqe);
   void on_recv(Connection& c, const io_uring_cqe* cqe);
   void on_send(Connection& c, const io_uring_cqe* cqe);
+  void on_connect(Connection& c, const io_uring_cqe* cqe);
+  Connection& new_connection(int fd);
   void op_done(Connection& c);
   void maybe_finish(Connection& c);
   void finish_closed();

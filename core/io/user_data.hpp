@@ -14,6 +14,7 @@ enum class OpKind : std::uint8_t {
   send,           // slot: connection
   cancel,         // slot: connection (completion of an async cancel)
   close,          // slot: connection
+  connect,        // slot: connection (outbound)
   wake,           // the reactor's eventfd read
   message,        // IORING_OP_MSG_RING arriving from another reactor
   message_sent,   // completion of our own MSG_RING submission

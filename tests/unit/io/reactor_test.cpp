@@ -295,6 +295,127 @@ TEST(Reactor, GracefulStopLetsHandlersSayGoodbye) {
   EXPECT_EQ(s.stats.closed.get(), 1u);
 }
 
+// An outbound client: sends "ping\n" when connected, records what it gets back.
+class Pinger : public ConnectionHandler {
+ public:
+  struct Result {
+    std::atomic<int> connected{0};
+    std::atomic<int> closed{0};
+    std::atomic<int> last_err{1};
+    std::string echoed;
+  };
+  explicit Pinger(Result& r) : r_(r) {}
+  void on_connect(Connection& c) override {
+    r_.connected.fetch_add(1);
+    c.send(msg_);
+  }
+  void on_recv(Connection& c, Slice data) override {
+    r_.echoed.append(data.view());
+    if (r_.echoed.size() >= msg_.size()) c.close();
+  }
+  void on_sent(Connection&, std::size_t) override {}
+  void on_timeout(Connection& c) override { c.close(); }
+  void on_shutdown(Connection& c) override { c.close(); }
+  void on_close(Connection&, int err) override {
+    r_.last_err.store(err);
+    r_.closed.fetch_add(1);
+  }
+
+ private:
+  Result& r_;
+  std::string msg_ = "ping\n";
+};
+
+// Runs one reactor on a thread that opens a connection to `to` and stops once it closed.
+void run_client(const SocketAddress& to, Pinger::Result& result, std::uint32_t timeout_ms) {
+  std::thread t([&] {
+    Reactor r(ReactorConfig{}, 0);
+    struct Ctx {
+      Reactor* r;
+      const SocketAddress* to;
+      Pinger::Result* res;
+      std::uint32_t timeout;
+    } ctx{&r, &to, &result, timeout_ms};
+    Timer start;
+    start.set_callback([](Timer&, void* p) {
+      auto* c = static_cast<Ctx*>(p);
+      c->r->connect(*c->to, std::make_unique<Pinger>(*c->res), c->timeout);
+    }, &ctx);
+    Timer watch;
+    watch.set_callback([](Timer& self, void* p) {
+      auto* c = static_cast<Ctx*>(p);
+      if (c->res->closed.load() > 0) c->r->request_stop();
+      else c->r->timers().arm(self, 5);
+    }, &ctx);
+    r.timers().arm(start, 1);
+    r.timers().arm(watch, 5);
+    r.run();
+  });
+  t.join();
+}
+
+TEST(Reactor, OutboundConnectSendsAndReceives) {
+  Server s;
+  SocketAddress to;
+  ASSERT_TRUE(parse_socket_address("127.0.0.1:" + std::to_string(s.port), to, nullptr));
+  Pinger::Result res;
+  run_client(to, res, 2000);
+  EXPECT_EQ(res.connected.load(), 1);
+  EXPECT_EQ(res.echoed, "ping\n");
+  EXPECT_EQ(res.last_err.load(), 0);
+}
+
+TEST(Reactor, OutboundConnectRefused) {
+  // A port nobody listens on: the kernel refuses at once.
+  const int probe = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(a);
+  ::bind(probe, reinterpret_cast<sockaddr*>(&a), sizeof(a));
+  getsockname(probe, reinterpret_cast<sockaddr*>(&a), &len);
+  const std::uint16_t port = ntohs(a.sin_port);
+  ::close(probe);  // bound then closed: nothing listens there
+  SocketAddress to;
+  ASSERT_TRUE(parse_socket_address("127.0.0.1:" + std::to_string(port), to, nullptr));
+  Pinger::Result res;
+  run_client(to, res, 2000);
+  EXPECT_EQ(res.connected.load(), 0);
+  EXPECT_EQ(res.last_err.load(), -ECONNREFUSED);
+}
+
+TEST(Reactor, OutboundConnectTimesOut) {
+  // A listener whose accept queue is full never completes the handshake in time: SYNs to it
+  // are dropped, so connect() hangs until our deadline.
+  const int l = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(a);
+  ::bind(l, reinterpret_cast<sockaddr*>(&a), sizeof(a));
+  ::listen(l, 0);
+  getsockname(l, reinterpret_cast<sockaddr*>(&a), &len);
+  std::vector<int> fillers;
+  for (int i = 0; i < 4; ++i) {  // fill the backlog (never accepted)
+    const int f = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+    ::connect(f, reinterpret_cast<sockaddr*>(&a), sizeof(a));
+    fillers.push_back(f);
+  }
+  SocketAddress to;
+  ASSERT_TRUE(parse_socket_address("127.0.0.1:" + std::to_string(ntohs(a.sin_port)), to, nullptr));
+  Pinger::Result res;
+  const auto t0 = std::chrono::steady_clock::now();
+  run_client(to, res, 200);
+  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+      std::chrono::steady_clock::now() - t0).count();
+  for (int f : fillers) ::close(f);
+  ::close(l);
+  if (res.connected.load() == 1) GTEST_SKIP() << "the kernel accepted the handshake anyway";
+  EXPECT_EQ(res.last_err.load(), -ETIMEDOUT);
+  EXPECT_GE(ms, 190);
+  EXPECT_LT(ms, 2000);
+}
+
 TEST(Reactor, MessagesBetweenReactors) {
   // Two reactors on two threads ping-pong a counter through IORING_OP_MSG_RING (no locks);
   // the first post comes from a timer on reactor a's own thread.
