@@ -9,27 +9,25 @@
 #include <string>
 #include <string_view>
 
+#include "core/buf/line_log.hpp"
+
 namespace ringmta::sink {
 
 class DigestLog {
  public:
   // Opens (creates) path for appending; throws std::runtime_error naming the file.
-  explicit DigestLog(const std::string& path);
-  ~DigestLog();  // flushes
-  DigestLog(const DigestLog&) = delete;
-  DigestLog& operator=(const DigestLog&) = delete;
+  explicit DigestLog(const std::string& path) : log_(path, "ringmta-sink: digest log") {}
 
   void append(std::string_view id, std::uint64_t octets, std::string_view sha256_hex,
-              std::string_view recipients);
-  // Writes buffered lines (called when the buffer fills, on a timer and at exit).
-  void flush();
-  std::uint64_t lines() const { return lines_; }
+              std::string_view recipients) {
+    log_.add(id.empty() ? std::string_view("-") : id).add('\t').add_uint(octets).add('\t');
+    log_.add(sha256_hex).add('\t').add(recipients).end_line();
+  }
+  void flush() { log_.flush(); }
+  std::uint64_t lines() const { return log_.lines(); }
 
  private:
-  int fd_ = -1;
-  std::string buf_;
-  std::uint64_t lines_ = 0;
-  bool warned_ = false;
+  buf::LineLog log_;
 };
 
 }  // namespace ringmta::sink
