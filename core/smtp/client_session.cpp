@@ -85,7 +85,7 @@ std::size_t ClientSession::feed(std::string_view in) {
     const ReplyParser::Step s = parser_.next(in.substr(pos));
     pos += s.consumed;
     if (s.error != ReplyError::none) {
-      close(kProtocolError, "protocol error: malformed reply");
+      close(kProtocolError, "protocol error: malformed reply", Ending::protocol);
       break;
     }
     if (s.complete) on_reply(parser_.reply());
@@ -93,7 +93,7 @@ std::size_t ClientSession::feed(std::string_view in) {
   return state_ == ClientState::closed ? in.size() : pos;
 }
 
-void ClientSession::close(const Reply& last, std::string_view why) {
+void ClientSession::close(const Reply& last, std::string_view why, Ending ending) {
   const bool in_transaction = state_ == ClientState::envelope ||
                               state_ == ClientState::data_body ||
                               state_ == ClientState::data_done;
@@ -102,20 +102,26 @@ void ClientSession::close(const Reply& last, std::string_view why) {
   if (in_transaction) {
     result_.data = last.code != 0 ? last : kConnectionClosed;
     result_.delivered = false;
+    result_.ending = ending;
     handler_.on_transaction_done(result_);
   }
   handler_.on_closed(last, why);
 }
 
+void ClientSession::on_connection_lost() {
+  if (state_ == ClientState::closed) return;
+  close(kConnectionClosed, "connection lost", Ending::closed);
+}
+
 void ClientSession::on_timeout() {
   if (state_ == ClientState::closed || state_ == ClientState::ready) return;
-  close(kTimeout, "timeout");
+  close(kTimeout, "timeout", Ending::timeout);
 }
 
 void ClientSession::on_reply(const Reply& r) {
   // RFC 5321 3.8: 421 may answer anything; the server is closing.
   if (r.code == 421 && state_ != ClientState::quit) {
-    close(r, "server closed the session (421)");
+    close(r, "server closed the session (421)", Ending::closed);
     return;
   }
   switch (state_) {
@@ -174,7 +180,7 @@ void ClientSession::on_reply(const Reply& r) {
     case ClientState::ready:
     case ClientState::data_body:
     case ClientState::closed:
-      close(kProtocolError, "protocol error: unexpected reply");
+      close(kProtocolError, "protocol error: unexpected reply", Ending::protocol);
       return;
   }
 }
@@ -199,6 +205,7 @@ bool ClientSession::send_message(const Envelope& env, std::uint64_t body_octets)
   if (caps_.size && caps_.max_size != 0 && body_octets > caps_.max_size) local = &kTooBigForServer;
   if (env.mail.smtputf8 && !caps_.smtputf8) local = &kNoSmtputf8;
   if (local != nullptr) {
+    result_.ending = Ending::refused_local;
     result_.data = *local;
     result_.rejected = static_cast<std::uint32_t>(rcpt_count());
     handler_.on_transaction_done(result_);

@@ -44,7 +44,18 @@ struct Envelope {
   std::span<const RcptParams> rcpt_params{};  // empty, or one per recipient
 };
 
+// How a transaction ended: on a server reply, or on something local (the data reply is
+// then made up: 451 4.4.2 / 4.5.0 / 552 / 553, text saying what happened).
+enum class Ending : std::uint8_t {
+  reply,          // the server's own final reply
+  refused_local,  // not sent: over the server's SIZE, or SMTPUTF8 not offered
+  timeout,        // the caller's timer fired (on_timeout)
+  protocol,       // a malformed or unexpected reply
+  closed,         // the server closed the connection (421 or plain close) mid-transaction
+};
+
 struct TransactionResult {
+  Ending ending = Ending::reply;
   Reply mail{};                  // reply to MAIL
   Reply data{};                  // final reply: end of data, BDAT LAST, or the one that failed
   std::uint32_t accepted = 0;    // recipients accepted at RCPT
@@ -104,6 +115,9 @@ class ClientSession {
   void quit();
   // The caller's timer for timeout_ms() fired.
   void on_timeout();
+  // The connection went away (the caller saw EOF or an error): a transaction in flight
+  // ends with Ending::closed, then on_closed.
+  void on_connection_lost();
 
   ClientState state() const { return state_; }
   bool ready() const { return state_ == ClientState::ready; }
@@ -118,7 +132,7 @@ class ClientSession {
   void send_next_envelope_command();
   bool write_envelope_command(std::size_t index);
   void finish_transaction(const Reply& data_reply, bool server_has_transaction);
-  void close(const Reply& last, std::string_view why);
+  void close(const Reply& last, std::string_view why, Ending ending = Ending::closed);
   std::size_t rcpt_count() const { return env_.recipients.size(); }
 
   const ClientConfig& config_;
