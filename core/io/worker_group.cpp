@@ -58,7 +58,8 @@ void WorkerGroup::stop() {
   }
 }
 
-void WorkerGroup::run(const SetUp& set_up, const TearDown& tear_down, bool handle_signals) {
+void WorkerGroup::run(const SetUp& set_up, const TearDown& tear_down, bool handle_signals,
+                      const Start& start) {
   if (fds_.empty()) bind();
   sigset_t signals;
   sigemptyset(&signals);
@@ -70,7 +71,7 @@ void WorkerGroup::run(const SetUp& set_up, const TearDown& tear_down, bool handl
   std::atomic<unsigned> finished{0};
   std::vector<std::thread> threads;
   for (unsigned t = 0; t < threads_; ++t) {
-    threads.emplace_back([this, t, &set_up, &tear_down, &finished] {
+    threads.emplace_back([this, t, &set_up, &tear_down, &start, &finished] {
       try {
         // Built on its own thread: the ring is single-issuer (IORING_SETUP_SINGLE_ISSUER).
         Reactor reactor(config_, t);
@@ -84,6 +85,7 @@ void WorkerGroup::run(const SetUp& set_up, const TearDown& tear_down, bool handl
           std::lock_guard<std::mutex> g(state_->mutex);
           state_->reactors[t] = &reactor;
         }
+        if (start) start(reactor);
         if (state_->stop.load()) reactor.request_stop();
         reactor.run();
         if (tear_down) tear_down(reactor);

@@ -19,6 +19,9 @@ class WorkerGroup {
   using SetUp = std::function<std::unique_ptr<ListenHandler>(Reactor&, std::size_t listener)>;
   // Per thread, on that thread, after run() returned (flush logs...).
   using TearDown = std::function<void(Reactor&)>;
+  // Per thread, on that thread, after the listeners are set up and before run(): start
+  // outbound work (the loadgen opens its connections here).
+  using Start = std::function<void(Reactor&)>;
 
   WorkerGroup(ReactorConfig config, unsigned threads, std::vector<SocketAddress> listen);
   ~WorkerGroup();
@@ -30,7 +33,8 @@ class WorkerGroup {
 
   // Runs the threads until stop() or, when handle_signals, SIGINT/SIGTERM; returns when
   // every thread has finished. Throws if a thread failed to start (its reason).
-  void run(const SetUp& set_up, const TearDown& tear_down, bool handle_signals);
+  void run(const SetUp& set_up, const TearDown& tear_down, bool handle_signals,
+           const Start& start = {});
   // Thread-safe; may be called before run() returns.
   void stop();
   // Reactors while running (index = thread); for metrics and cross-thread messages.
