@@ -50,6 +50,16 @@ int run(int argc, char** argv) {
     std::cerr << "ringmta-sink: " << missing << "\n";
     return 1;
   }
+  if (config.mode == sink::SinkMode::digest) {
+    // Each thread opens its own append handle later; find out now, before the ready line,
+    // whether the file can be written at all.
+    try {
+      sink::DigestLog probe(config.digest_log);
+    } catch (const std::exception& e) {
+      std::cerr << "ringmta-sink: " << e.what() << "\n";
+      return 2;
+    }
+  }
   if (config.mode == sink::SinkMode::maildir) {
     std::string why;
     if (!make_maildir(config.maildir, why)) {

@@ -203,7 +203,7 @@ smtp::Decision SinkSession::act(Phase phase, const Action& a) {
   }
   switch (a.kind) {
     case Action::Kind::disconnect:
-      close_now_ = true;  // after this feed; the session stops reading meanwhile
+      mark_disconnect();  // after this feed; the session stops reading meanwhile
       return smtp::Decision::defer();
     case Action::Kind::reply:
     case Action::Kind::reply_and_disconnect:
@@ -260,7 +260,7 @@ smtp::Decision SinkSession::on_data_start(smtp::BodyFormat format) {
 void SinkSession::on_body(std::string_view bytes) {
   if (cutting_) {
     if (bytes.size() >= cut_after_) {
-      close_now_ = true;  // disconnect in the middle of DATA
+      mark_disconnect();  // in the middle of DATA
       cutting_ = false;
       return;
     }
@@ -352,7 +352,7 @@ void SinkSession::on_recv(io::Connection&, io::Slice data) {
 
 void SinkSession::pump() {
   if (close_now_) {
-    close_now();
+    flush_output();  // what is owed, then the close
     return;
   }
   while (started_ && !held_.empty() && !session_.waiting() && !close_now_) {
@@ -385,7 +385,16 @@ void SinkSession::pump() {
 
 void SinkSession::flush_output() {
   if (conn_.closing() || conn_.sending()) return;
-  const std::string_view out = session_.output();
+  std::string_view out = session_.output();
+  if (close_now_) {
+    out = out.substr(0, owed_output_);
+    if (out.empty()) {
+      conn_.close();
+      return;
+    }
+    conn_.send(out);
+    return;
+  }
   if (!out.empty()) {
     if (!session_.waiting()) record_latency();  // the reply to the timed command goes now
     conn_.send(out);  // the session's buffer stays put until on_sent
@@ -394,16 +403,26 @@ void SinkSession::flush_output() {
   if (session_.closed() || close_after_output_) conn_.close();
 }
 
-void SinkSession::close_now() {
+void SinkSession::mark_disconnect() {
+  if (close_now_) return;
   close_now_ = true;
+  owed_output_ = session_.output().size();
+}
+
+void SinkSession::close_now() {
+  // "Disconnect without a reply" is about the command being answered; replies the session
+  // already owes to earlier pipelined commands (a 250 to a message!) still go out first.
+  mark_disconnect();
+  close_after_output_ = true;
   held_.clear();
   held_bytes_ = 0;
   delay_.cancel();
-  conn_.close();
+  flush_output();
 }
 
 void SinkSession::on_sent(io::Connection&, std::size_t bytes) {
   session_.consume_output(bytes);
+  if (close_now_) owed_output_ -= bytes < owed_output_ ? bytes : owed_output_;
   pump();
 }
 

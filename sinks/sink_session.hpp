@@ -100,6 +100,8 @@ class SinkSession final : public io::ConnectionHandler, public smtp::ServerHandl
   void pump();
   void flush_output();
   void close_now();
+  // Decides to disconnect without answering the current command (done after this feed).
+  void mark_disconnect();
   void accept_message();
   Context context(std::string_view recipient) const;
   static void on_delay(io::Timer& t, void* ctx);
@@ -121,6 +123,9 @@ class SinkSession final : public io::ConnectionHandler, public smtp::ServerHandl
   bool started_ = false;
   bool entered_ = false;         // counted in the Behaviour's connection limit
   bool close_now_ = false;       // disconnect without reply (after the current feed)
+  // When close_now_: output bytes owed to commands before the disconnect (replies the
+  // session writes after it, e.g. to the rest of a message cut mid-data, are not sent).
+  std::size_t owed_output_ = 0;
   bool close_after_output_ = false;
   bool stopping_ = false;        // the sink is shutting down: close when idle
   std::uint64_t cut_after_ = 0;  // disconnect_mid_data: body bytes still allowed

@@ -315,6 +315,10 @@ void Reactor::run() {
       throw std::runtime_error(std::string("io_uring_enter: ") + std::strerror(-rc));
     }
     update_clock();
+    // Timers armed while handling these completions count from now, not from before the
+    // wait (which may have lasted seconds).
+    timers_.advance(now_ms_);
+    finish_closed();
     unsigned head = 0;
     unsigned seen = 0;
     io_uring_for_each_cqe(&ring_, head, cqe) {

@@ -25,7 +25,11 @@ void TimerWheel::unlink(Timer& t) {
   --count_;
 }
 
-void TimerWheel::arm(Timer& t, std::uint64_t delay_ms) { arm_at(t, now_ + delay_ms); }
+void TimerWheel::arm(Timer& t, std::uint64_t delay_ms) {
+  // The wheel's time is whole milliseconds, truncated: the real time may be up to 1 ms
+  // later, so one more tick makes "not before delay_ms" hold.
+  arm_at(t, now_ + delay_ms + 1);
+}
 
 void TimerWheel::arm_at(Timer& t, std::uint64_t when_ms) {
   if (t.wheel_ != nullptr) unlink(t);

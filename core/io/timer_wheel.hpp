@@ -48,7 +48,8 @@ class TimerWheel {
   TimerWheel& operator=(const TimerWheel&) = delete;
   ~TimerWheel();
 
-  // Arms (or re-arms) t to fire at now + delay_ms (at the earliest: the next tick).
+  // Arms (or re-arms) t to fire no earlier than delay_ms from now (now is truncated to the
+  // millisecond, so it fires at tick now + delay_ms + 1, at most 1 ms late).
   void arm(Timer& t, std::uint64_t delay_ms);
   void arm_at(Timer& t, std::uint64_t when_ms);
   // Fires every timer due at or before now_ms, in deadline order per tick. Callbacks may

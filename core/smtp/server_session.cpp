@@ -46,7 +46,9 @@ void ServerSession::start() {
 }
 
 void ServerSession::start(const Reply& banner) {
-  write_reply(out_, banner, false);
+  // A 220 greeting carries no enhanced code (RFC 2034 3); a refusal in its place (421, 554)
+  // does, as every other refusal.
+  write_reply(out_, banner, config_.enhanced_status_codes && banner.code != 220);
   if (banner.code == 554) enter_state(SessionState::rejected);
   else if (banner.code == 421 || !banner.positive()) enter_state(SessionState::closed);
   else enter_state(SessionState::greeted);

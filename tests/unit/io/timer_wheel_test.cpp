@@ -29,16 +29,20 @@ TEST(TimerWheel, FiresInDeadlineOrderAndNotEarly) {
   TimerWheel w(1000);
   Fired f;
   Tagged a(1, &f), b(2, &f), c(3, &f);
+  // The wheel's now is a truncated millisecond: a delay d fires at tick now + d + 1, so it is
+  // never early.
   w.arm(a.timer, 30);
   w.arm(b.timer, 10);
   w.arm(c.timer, 20);
-  EXPECT_EQ(w.ms_until_next(), 10);
-  w.advance(1009);
+  EXPECT_EQ(w.ms_until_next(), 11);
+  w.advance(1010);
   EXPECT_TRUE(f.order.empty());
   w.advance(1025);
   EXPECT_EQ(f.order, (std::vector<int>{2, 3}));
   EXPECT_EQ(w.armed_count(), 1u);
   w.advance(1030);
+  EXPECT_EQ(f.order, (std::vector<int>{2, 3}));
+  w.advance(1031);
   EXPECT_EQ(f.order, (std::vector<int>{2, 3, 1}));
   EXPECT_EQ(w.ms_until_next(), -1);
 }
@@ -54,7 +58,7 @@ TEST(TimerWheel, RearmAndCancel) {
   EXPECT_FALSE(b.timer.armed());
   w.advance(10);
   EXPECT_TRUE(f.order.empty());
-  w.advance(50);
+  w.advance(51);
   EXPECT_EQ(f.order, (std::vector<int>{1}));
 }
 
@@ -62,13 +66,13 @@ TEST(TimerWheel, LongerThanTheWheelWraps) {
   TimerWheel w(0);
   Fired f;
   Tagged a(1, &f), b(2, &f);
-  w.arm(a.timer, TimerWheel::kSlots * 3 + 7);  // same slot as 7, three laps later
+  w.arm(a.timer, TimerWheel::kSlots * 3 + 7);  // same slot as b, three laps later
   w.arm(b.timer, 7);
-  w.advance(7);
+  w.advance(8);
   EXPECT_EQ(f.order, (std::vector<int>{2}));
-  for (std::uint64_t t = 8; t < TimerWheel::kSlots * 3 + 7; t += 500) w.advance(t);
+  for (std::uint64_t t = 9; t < TimerWheel::kSlots * 3 + 8; t += 500) w.advance(t);
   EXPECT_EQ(f.order, (std::vector<int>{2}));
-  w.advance(TimerWheel::kSlots * 3 + 7);
+  w.advance(TimerWheel::kSlots * 3 + 8);
   EXPECT_EQ(f.order, (std::vector<int>{2, 1}));
 }
 
@@ -107,10 +111,10 @@ TEST(TimerWheel, NextDueIsExactOrALookAheadBound) {
   Tagged a(1, &f), b(2, &f);
   w.arm(a.timer, 300'000);  // a 5-minute session deadline
   w.advance(1);
-  EXPECT_EQ(w.ms_until_next(), 299'999);  // the cached bound is exact here
+  EXPECT_EQ(w.ms_until_next(), 300'000);  // due at 300001: the cached bound is exact here
   w.arm(b.timer, 5);
-  EXPECT_EQ(w.ms_until_next(), 5);  // due at 6, now 1
-  w.advance(6);  // b fired; the next is found by a bounded scan, not a full walk
+  EXPECT_EQ(w.ms_until_next(), 6);  // due at 7, now 1
+  w.advance(7);  // b fired; the next is found by a bounded scan, not a full walk
   EXPECT_EQ(f.order, (std::vector<int>{2}));
   const auto next = w.ms_until_next();
   EXPECT_GT(next, 0);
