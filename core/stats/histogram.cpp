@@ -60,13 +60,24 @@ double Histogram::mean() const {
   return static_cast<double>(sum_) / static_cast<double>(count_);
 }
 
+std::uint64_t percentile_rank(double p, std::uint64_t count) {
+  if (count == 0) return 0;
+  if (!(p > 0.0)) return 1;
+  if (p >= 100.0) return count;
+  // Nearest rank, ceil(p/100 * count). In floating point 99.9/100*1000 is 999.0000000000001,
+  // whose plain ceil would skip a rank: round away that noise (percentiles are given to far
+  // fewer than 9 significant digits) before taking the ceiling.
+  const double exact = p / 100.0 * static_cast<double>(count);
+  const double rank = std::ceil(exact * (1 - 1e-9));
+  return std::clamp<std::uint64_t>(static_cast<std::uint64_t>(rank), 1, count);
+}
+
 std::uint64_t Histogram::value_at_percentile(double p) const {
   if (count_ == 0) return 0;
   if (!(p > 0.0)) return min_;  // also NaN
   std::uint64_t rank = count_;
   if (p < 100.0) {
-    rank = static_cast<std::uint64_t>(std::ceil(p / 100.0 * static_cast<double>(count_)));
-    rank = std::clamp<std::uint64_t>(rank, 1, count_);
+    rank = percentile_rank(p, count_);
   }
   std::uint64_t seen = 0;
   for (std::size_t i = 0; i < counts_.size(); ++i) {

@@ -10,6 +10,11 @@
 
 namespace ringmta::stats {
 
+// The nearest rank of percentile p (0..100) among count values: ceil(p/100 * count), with
+// floating-point noise below 1e-9 relative ignored (so p99.9 of 1000 values is rank 999), in
+// [1, count]; 0 when count is 0. Histogram and its tests use the same rule.
+std::uint64_t percentile_rank(double p, std::uint64_t count);
+
 // Layout. A value is first clamped to [lowest, highest], then scaled down by 2^unit_shift, the
 // largest shift that still leaves `lowest` with sub_bucket_bits (b) significant bits. Scaled
 // values below 2^(b+1) get one bucket each; above that, every power of two [2^k, 2^(k+1)) is cut

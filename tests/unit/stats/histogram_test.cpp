@@ -37,12 +37,7 @@ std::vector<Bucket> buckets_of(const Histogram& h) {
 // Nearest rank, the definition value_at_percentile() documents.
 std::uint64_t exact_percentile(const std::vector<std::uint64_t>& sorted, double p) {
   if (p <= 0) return sorted.front();
-  std::uint64_t rank = sorted.size();
-  if (p < 100) {
-    rank = static_cast<std::uint64_t>(std::ceil(p / 100.0 * static_cast<double>(sorted.size())));
-    rank = std::clamp<std::uint64_t>(rank, 1, sorted.size());
-  }
-  return sorted[rank - 1];
+  return sorted[percentile_rank(p, sorted.size()) - 1];
 }
 
 // Records `values`, then checks count/min/max/mean exactly and every percentile in `ps` against
@@ -489,6 +484,24 @@ TEST(Histogram, TenMillionRecords) {
   RecordProperty(
       "elapsed_ms",
       static_cast<int>(std::chrono::duration_cast<std::chrono::milliseconds>(elapsed).count()));
+}
+
+// 99.9/100*1000 is 999.0000000000001 in doubles: the nearest rank must still be 999.
+TEST(Histogram, PercentileRankSurvivesFloatingPointRounding) {
+  EXPECT_EQ(percentile_rank(99.9, 1000), 999u);
+  EXPECT_EQ(percentile_rank(99.99, 10000), 9999u);
+  EXPECT_EQ(percentile_rank(50, 3), 2u);
+  EXPECT_EQ(percentile_rank(0, 3), 1u);
+  EXPECT_EQ(percentile_rank(100, 3), 3u);
+  EXPECT_EQ(percentile_rank(100, 0), 0u);
+  Histogram h(1, 1'000'000, 10);  // 10 bits: every value up to 2048 is exact
+  for (std::uint64_t v = 1; v <= 1000; ++v) h.record(v);
+  EXPECT_EQ(h.value_at_percentile(99.9), 999u);
+  EXPECT_EQ(h.value_at_percentile(99), 990u);
+  EXPECT_EQ(h.value_at_percentile(50), 500u);
+  Histogram g(1, 1'000'000, 7);
+  for (std::uint64_t v = 1; v <= 10000; ++v) g.record(v % 200 + 1);
+  EXPECT_LE(g.value_at_percentile(99.99), 200u);
 }
 
 }  // namespace
