@@ -376,7 +376,11 @@ void ClientConn::finish(const smtp::TransactionResult& r, std::uint64_t t_final)
       ++sec.accepted;
       st.bytes_sent += msg_.header.size() + msg_.body.size();
       if (sent_body_ && t_eod_ >= t_body_) {
-        const std::uint64_t acc = t_final - t_eod_;
+        // Open loop: measured from when the end of data would have gone had the message
+        // started on schedule, so the time it waited (a stalled server, no free connection)
+        // counts, as in wrk2; closed loop: from when it went.
+        std::uint64_t acc = t_final - t_eod_;
+        if (t_.config().rate > 0 && t_started_ > t_intended_) acc += t_started_ - t_intended_;
         st.latency[static_cast<int>(Phase::accept)].record(acc);
         sec.accept_latency.record(acc);
       }

@@ -18,7 +18,8 @@ enum class Phase : std::uint8_t {
   banner,       // established until the 220
   ehlo,         // EHLO sent until its reply
   envelope,     // MAIL sent until the body may go (354, or BDAT pipelined at once)
-  accept,       // end of data sent until the final reply: what a relay's users feel
+  accept,       // end of data sent until the final reply: what a relay's users feel (open
+                // loop: plus how late the message started, so stalls are not hidden)
   transaction,  // intended start (open loop: schedule; closed: start) until the final reply
 };
 inline constexpr std::size_t kPhaseCount = 6;

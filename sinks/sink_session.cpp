@@ -397,6 +397,7 @@ void SinkSession::flush_output() {
   }
   if (!out.empty()) {
     if (!session_.waiting()) record_latency();  // the reply to the timed command goes now
+    thread_.metrics().inc(M::reply_writes_total);
     conn_.send(out);  // the session's buffer stays put until on_sent
     return;
   }
