@@ -61,6 +61,12 @@ void Slice::remove_prefix(std::size_t n) {
   len_ -= static_cast<std::uint32_t>(n);
 }
 
+Slice Slice::sub(const char* p, std::size_t n) const {
+  const std::string_view v = view();
+  const auto off = static_cast<std::uint32_t>(p - v.data());
+  return Slice(ring_, bid_, offset_ + off, static_cast<std::uint32_t>(n));
+}
+
 void Slice::reset() {
   if (ring_ != nullptr) ring_->unref(bid_);
   ring_ = nullptr;

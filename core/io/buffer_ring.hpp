@@ -31,6 +31,13 @@ class Slice {
   bool empty() const { return len_ == 0; }
   // Drops the first n bytes (they were used); the buffer stays referenced while bytes remain.
   void remove_prefix(std::size_t n);
+  // Another reference to the part [p, p + n) of this slice's bytes (p must lie inside it):
+  // how a handler keeps a view it was given (e.g. a message body) without copying it.
+  Slice sub(const char* p, std::size_t n) const;
+  bool contains(const char* p) const {
+    const std::string_view v = view();
+    return ring_ != nullptr && p >= v.data() && p < v.data() + v.size();
+  }
   void reset();
 
  private:

@@ -287,6 +287,32 @@ bool Reactor::post(Reactor& target, std::uint32_t a, std::int32_t b) {
   return true;
 }
 
+std::uint32_t Reactor::new_file_op(IoCallback cb, void* ctx) {
+  std::uint32_t slot;
+  if (free_file_ops_.empty()) {
+    slot = static_cast<std::uint32_t>(file_ops_.size());
+    file_ops_.push_back({});
+  } else {
+    slot = free_file_ops_.back();
+    free_file_ops_.pop_back();
+  }
+  file_ops_[slot] = FileOp{cb, ctx};
+  return slot;
+}
+
+void Reactor::submit_writev(int fd, const iovec* iov, unsigned count, std::uint64_t offset,
+                            IoCallback cb, void* ctx) {
+  io_uring_sqe* s = sqe();
+  io_uring_prep_writev(s, fd, iov, count, offset);
+  io_uring_sqe_set_data64(s, encode_tag(OpKind::file, 0, new_file_op(cb, ctx)));
+}
+
+void Reactor::submit_fsync(int fd, bool datasync, IoCallback cb, void* ctx) {
+  io_uring_sqe* s = sqe();
+  io_uring_prep_fsync(s, fd, datasync ? IORING_FSYNC_DATASYNC : 0);
+  io_uring_sqe_set_data64(s, encode_tag(OpKind::file, 0, new_file_op(cb, ctx)));
+}
+
 Connection* Reactor::lookup(std::uint32_t slot, std::uint32_t generation) {
   if (slot >= slots_.size()) return nullptr;
   Connection* c = slots_[slot].get();
@@ -298,7 +324,8 @@ void Reactor::run() {
   for (std::uint32_t i = 0; i < listeners_.size(); ++i) arm_accept(i);
   arm_wake();
   if (stop_requested_.load(std::memory_order_acquire)) begin_shutdown();
-  while (!(stopping_ && live_ == 0)) {
+  // File operations (spool writes and syncs) hold memory until they complete: wait for them.
+  while (!(stopping_ && live_ == 0 && file_ops_in_flight() == 0)) {
     update_clock();
     timers_.advance(now_ms_);
     finish_closed();
@@ -350,6 +377,13 @@ void Reactor::dispatch(io_uring_cqe* cqe) {
     case OpKind::message_sent:
     case OpKind::none:
       return;
+    case OpKind::file: {
+      const FileOp op = file_ops_[tag.slot];
+      free_file_ops_.push_back(tag.slot);
+      if (op.cb != nullptr) op.cb(op.ctx, cqe->res);
+      finish_closed();
+      return;
+    }
     case OpKind::recv:
     case OpKind::send:
     case OpKind::cancel:

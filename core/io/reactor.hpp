@@ -182,6 +182,16 @@ class Reactor {
   }
   bool post(Reactor& target, std::uint32_t a, std::int32_t b);
 
+  // File I/O on this thread's ring (the spool): cb(ctx, res) runs on this thread with the
+  // bytes written or -errno. The iovecs and their memory must stay valid until then.
+  using IoCallback = void (*)(void* ctx, int res);
+  void submit_writev(int fd, const iovec* iov, unsigned count, std::uint64_t offset,
+                     IoCallback cb, void* ctx);
+  // fdatasync when datasync, else fsync; only after the writes it must cover completed
+  // (io_uring does not order operations unless linked).
+  void submit_fsync(int fd, bool datasync, IoCallback cb, void* ctx);
+  std::size_t file_ops_in_flight() const { return file_ops_.size() - free_file_ops_.size(); }
+
   TimerWheel& timers() { return timers_; }
   std::uint64_t now_ms() const { return now_ms_; }
   unsigned index() const { return index_; }
@@ -234,6 +244,13 @@ class Reactor {
   std::vector<std::uint32_t> free_slots_;
   std::vector<std::uint32_t> closed_;  // finished connections, freed between completions
   std::vector<Connection*> starved_;
+  struct FileOp {
+    IoCallback cb = nullptr;
+    void* ctx = nullptr;
+  };
+  std::vector<FileOp> file_ops_;
+  std::vector<std::uint32_t> free_file_ops_;
+  std::uint32_t new_file_op(IoCallback cb, void* ctx);
   std::size_t live_ = 0;
   int wake_fd_ = -1;
   std::uint64_t wake_value_ = 0;

@@ -15,6 +15,7 @@ enum class OpKind : std::uint8_t {
   cancel,         // slot: connection (completion of an async cancel)
   close,          // slot: connection
   connect,        // slot: connection (outbound)
+  file,           // slot: a pending file operation (writev, fsync)
   wake,           // the reactor's eventfd read
   message,        // IORING_OP_MSG_RING arriving from another reactor
   message_sent,   // completion of our own MSG_RING submission
