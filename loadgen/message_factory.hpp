@@ -3,6 +3,8 @@
 // factory is shared read-only by every thread; each thread owns a MessageState for its buffers.
 #pragma once
 
+#include "core/smtp/rfc5322_date.hpp"
+
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -19,7 +21,7 @@ namespace ringmta::loadgen {
 inline constexpr std::uint32_t kMaxRecipients = 1000;  // per message (RFC 5321 4.5.3.1.8: >= 100)
 inline constexpr std::uint32_t kListedRecipients = 3;  // To: names this many, then a group
 inline constexpr std::size_t kMaxRunIdBytes = 64;
-inline constexpr std::size_t kDateBytes = 31;  // "Sun, 30 Nov 2025 00:12:34 +0000"
+using smtp::kDateBytes;  // "Sun, 30 Nov 2025 00:12:34 +0000"
 
 // ---- Settings --------------------------------------------------------------------------------
 
@@ -152,6 +154,6 @@ class MessageFactory {
 
 // RFC 5322 3.3 date-time in UTC, e.g. "Sun, 30 Nov 2025 00:12:34 +0000": writes exactly
 // kDateBytes to out. Seconds are clamped to years 1970-9999. No allocation.
-void format_rfc5322_date(std::int64_t unix_seconds, char* out);
+using smtp::format_rfc5322_date;
 
 }  // namespace ringmta::loadgen
