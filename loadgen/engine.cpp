@@ -193,6 +193,7 @@ class LoadThread {
   std::uint64_t published_second_ = 0;
   bool stopping_ = false;
   bool finished_ = false;
+  bool ever_ready_ = false;  // some connection reached the point of sending a message
   ThreadStats st_;
   std::unique_ptr<buf::LineLog> ledger_;
 };
@@ -257,10 +258,13 @@ void ClientConn::start_message(std::uint64_t intended_ns) {
   in_txn_ = true;
   sent_body_ = false;
   t_.note_started();
-  if (counted_) ++t_.stats().started;
-  else ++t_.stats().warmup_messages;
-  if (session_.capabilities().pipelining && t_.config().pipelining) ++t_.stats().pipelined;
-  if (session_.will_use_bdat()) ++t_.stats().bdat;
+  if (counted_) {
+    ++t_.stats().started;
+    if (session_.capabilities().pipelining && t_.config().pipelining) ++t_.stats().pipelined;
+    if (session_.will_use_bdat()) ++t_.stats().bdat;
+  } else {
+    ++t_.stats().warmup_messages;
+  }
   smtp::Envelope env;
   env.sender = msg_.sender;
   env.recipients = msg_.recipients;
@@ -369,11 +373,17 @@ void ClientConn::finish(const smtp::TransactionResult& r, std::uint64_t t_final)
   const bool delivered = r.delivered;
   const bool error = r.ending == smtp::Ending::timeout || r.ending == smtp::Ending::protocol ||
                      r.ending == smtp::Ending::closed;
+  // The timeline has every message, warm-up included (its seconds are marked by warmup_s);
+  // every other figure only those started after the warm-up.
+  SecondStats& sec = st.second((t_final - t_.run_start()) / 1'000'000'000ull);
+  const bool permanent = r.data.code >= 500 || (r.data.code == 0 && r.mail.code >= 500);
+  if (delivered) ++sec.accepted;
+  else if (error) ++sec.errors;
+  else if (permanent) ++sec.permfail;
+  else ++sec.tempfail;
   if (counted_) {
-    SecondStats& sec = st.second((t_final - t_.run_start()) / 1'000'000'000ull);
     if (delivered) {
       ++st.accepted;
-      ++sec.accepted;
       st.bytes_sent += msg_.header.size() + msg_.body.size();
       if (sent_body_ && t_eod_ >= t_body_) {
         // Open loop: measured from when the end of data would have gone had the message
@@ -386,17 +396,14 @@ void ClientConn::finish(const smtp::TransactionResult& r, std::uint64_t t_final)
       }
     } else if (error) {
       ++st.errors;
-      ++sec.errors;
       const ConnError e = r.ending == smtp::Ending::timeout    ? ConnError::reply_timeout
                           : r.ending == smtp::Ending::protocol ? ConnError::protocol
                                                                : ConnError::closed;
       ++st.conn_errors[static_cast<int>(e)];
-    } else if (r.data.code >= 500 || (r.data.code == 0 && r.mail.code >= 500)) {
+    } else if (permanent) {
       ++st.permfail;
-      ++sec.permfail;
     } else {
       ++st.tempfail;
-      ++sec.tempfail;
     }
     st.recipients_accepted += r.accepted;
     st.recipients_rejected += r.rejected;
@@ -509,7 +516,9 @@ unsigned LoadThread::wanted_connections() const {
 void LoadThread::start() {
   next_arrival_ = run_start_;
   if (cfg_.rate <= 0) {
-    for (unsigned i = 0; i < wanted_connections(); ++i) open_connection();
+    for (unsigned i = 0; i < wanted_connections() && (quota_ == UINT64_MAX || i < quota_); ++i) {
+      open_connection();
+    }
   }
   r_.timers().arm(tick_, kTickMs);
 }
@@ -534,6 +543,7 @@ bool LoadThread::may_start() const {
 
 void LoadThread::on_ready(ClientConn& c) {
   backoff_ms_ = 0;  // a connection got through: no more back-off
+  ever_ready_ = true;
   if (cfg_.messages_per_connection != 0 && c.done() >= cfg_.messages_per_connection) {
     c.quit();
     return;
@@ -599,6 +609,13 @@ void LoadThread::tick() {
     return;
   }
   if (started_ >= quota_ || now >= issue_end_) stopping_ = true;
+  // Nothing ever got through (the target refuses or never answers): once a connect timeout
+  // has passed with every attempt failing, give up rather than retry for ever.
+  if (!ever_ready_ && st_.connections_opened > 0 &&
+      now - run_start_ > static_cast<std::uint64_t>(cfg_.connect_timeout_ms) * 1'000'000ull &&
+      open_ == 0) {
+    stopping_ = true;
+  }
   if (!stopping_ && cfg_.rate > 0) {
     // Open loop: every arrival due by now, whether or not the server keeps up.
     while (next_arrival_ <= now && started_ + (pending_.size() - pending_head_) < quota_ &&
@@ -630,7 +647,8 @@ void LoadThread::tick() {
     }
   }
   if (!stopping_ && cfg_.rate <= 0 && r_.now_ms() >= reconnect_at_) {
-    while (open_ < wanted_connections()) {
+    // Each open connection will start at least one message: none beyond what is left.
+    while (open_ < wanted_connections() && (quota_ == UINT64_MAX || started_ + open_ < quota_)) {
       const unsigned before = open_;
       open_connection();
       if (open_ == before) break;

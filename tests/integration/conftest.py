@@ -8,6 +8,7 @@
 - `run_sink`: runs ringmta-sink to completion (bad flags, --print-config), bounded in time.
 - a per-test wall-clock bound (default 60 s; `@pytest.mark.timeout(N)`), raised in the test
   as TestTimeout.
+- `loadgen`: a factory that runs ringmta-loadgen (loadgenlib.py), bounded, stopped by PID.
 
 Binaries: $RINGMTA_BIN (default build/asan/bin) and, for the scale test,
 $RINGMTA_RELEASE_BIN (default build/bin)."""
@@ -272,6 +273,28 @@ def run_sink(tmp_path):
 _SINKS = pytest.StashKey[SinkFactory]()
 
 
+@pytest.fixture
+def loadgen(tmp_path, request):
+    """A factory for ringmta-loadgen runs (loadgenlib.LoadgenFactory): loadgen(*args) runs one
+    to completion, bounded, with --json and --ledger into tmp_path; loadgen.start(*args) leaves
+    it running. At teardown any run still going is stopped by PID and fails the test, as does
+    a sanitizer report."""
+    from loadgenlib import LoadgenFactory
+
+    factory = LoadgenFactory(tmp_path)
+    request.node.stash[_LOADGENS] = factory
+    try:
+        yield factory
+    finally:
+        _disarm()
+        problems = factory.finish()
+    if problems:
+        pytest.fail("\n".join(problems), pytrace=False)
+
+
+_LOADGENS = pytest.StashKey[object]()
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     outcome = yield
@@ -279,6 +302,10 @@ def pytest_runtest_makereport(item, call):
     if report.failed and _SINKS in item.stash:
         for s in item.stash[_SINKS].sinks:
             report.sections.append((f"{s.name} stderr ({s.describe()})", s.stderr()[-6000:] or "(empty)"))
+    if report.failed and _LOADGENS in item.stash:
+        for r in item.stash[_LOADGENS].runs:
+            report.sections.append((f"{r.name} output ({r.describe()})",
+                                    (r.stderr()[-3000:] + r.stdout()[-3000:]) or "(empty)"))
 
 
 # ---- Figures worth seeing in every run (printed after the test summary) ----------------------
