@@ -44,6 +44,7 @@ inline constexpr std::uint64_t kLatencyBoundsNs[] = {
 inline constexpr std::uint64_t kSizeBoundsBytes[] = {
     256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864,
 };
+inline constexpr std::uint64_t kMessageCountBounds[] = {1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024};
 }  // namespace detail
 
 // Loopback-fine latencies: observe nanoseconds, exported in seconds; 10 µs .. 10 s, 1-2-5.
@@ -52,6 +53,9 @@ inline constexpr BucketSet kLatencyBuckets{detail::kLatencyBoundsNs, 1e9, "_seco
 // Message and buffer sizes: observe bytes; 256 B .. 64 MiB, powers of 4.
 inline constexpr BucketSet kSizeBuckets{detail::kSizeBoundsBytes, 1.0, "_bytes",
                                         "256 B to 64 MiB, powers of 4"};
+// How many messages something covered (a group commit's batch): 1 .. 1024, powers of 2.
+inline constexpr BucketSet kMessageCountBuckets{detail::kMessageCountBounds, 1.0, "_messages",
+                                                "1 to 1024 messages, powers of 2"};
 
 struct MetricDef {
   std::string_view id;    // name without the list's prefix, e.g. "messages_total"

@@ -23,6 +23,7 @@ namespace {
 std::string all_lists_markdown() {
   std::ostringstream out;
   write_metrics_markdown<test_lists::SinkMetrics>(out, "ringmta-sink");
+  write_metrics_markdown<test_lists::RelayMetrics>(out, "ringmta-relay");
   return out.str();
 }
 

@@ -1,0 +1,1071 @@
+// Loading ringmta-relay's configuration: the CLI11 command line, the --config TOML file
+// (toml++), their merge and checks (each error names the flag, or the file, line and key),
+// and --print-config. Follows the sink's and the loadgen's loaders; the schema is documented
+// in relay_config.hpp.
+#include "relay/relay_config.hpp"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <toml++/toml.h>
+#include <CLI/CLI.hpp>
+
+#include <algorithm>
+#include <cstring>
+#include <deque>
+#include <limits>
+#include <map>
+#include <ostream>
+#include <sstream>
+#include <thread>
+
+#include "core/config/toml_value.hpp"
+#include "core/smtp/address.hpp"
+#include "core/smtp/ascii.hpp"
+
+#ifndef RINGMTA_VERSION
+#define RINGMTA_VERSION "unknown"
+#endif
+
+namespace ringmta::relay {
+namespace {
+
+using config::BareNumber;
+using config::ConfigError;
+using config::fail_at;
+using config::in_quotes;
+using config::kNsPerSecond;
+using config::Origin;
+using config::toml_string;
+using config::Value;
+
+constexpr const char* kProgram = "ringmta-relay";
+constexpr std::string_view kDefaultRelayNetworks[] = {"127.0.0.0/8", "::1/128"};
+
+constexpr std::uint64_t kMaxBatchWaitNs = kNsPerSecond;
+constexpr std::uint64_t kMaxTimeoutNs = 3600 * kNsPerSecond;
+constexpr std::uint64_t kMinSegmentBytes = std::uint64_t{1} << 20;
+constexpr std::uint64_t kMaxSegmentBytes = std::uint64_t{64} << 30;
+// The spool keeps a message in one record, whose payload is at most 1 GiB
+// (spool::kMaxPayload); 1M of it is left for the envelope and the Received: header.
+constexpr std::uint64_t kMaxMessageBytes = std::uint64_t{1023} << 20;
+
+std::string lower(std::string_view s) {
+  std::string r(s);
+  for (char& c : r)
+    c = smtp::to_lower(c);
+  return r;
+}
+
+// ---- Networks --------------------------------------------------------------------------------
+
+// Bytes of a socket address as an IPv6 address (IPv4 mapped to ::ffff:a.b.c.d). False for
+// other families.
+bool address_bytes(const io::SocketAddress& a, bool& v6, std::array<std::uint8_t, 16>& out) {
+  out = {};
+  if (a.storage.ss_family == AF_INET) {
+    const auto& in = reinterpret_cast<const sockaddr_in&>(a.storage);
+    std::memcpy(out.data(), &in.sin_addr, 4);
+    v6 = false;
+    return true;
+  }
+  if (a.storage.ss_family == AF_INET6) {
+    const auto& in6 = reinterpret_cast<const sockaddr_in6&>(a.storage);
+    std::memcpy(out.data(), &in6.sin6_addr, 16);
+    v6 = true;
+    return true;
+  }
+  return false;
+}
+
+constexpr std::uint8_t kMappedPrefix[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+
+// Whether the first `bits` bits of a and b agree.
+bool same_prefix(const std::array<std::uint8_t, 16>& a, const std::array<std::uint8_t, 16>& b,
+                 unsigned bits) {
+  const unsigned whole = bits / 8;
+  if (std::memcmp(a.data(), b.data(), whole) != 0) return false;
+  if (bits % 8 == 0) return true;
+  const auto mask = static_cast<std::uint8_t>(0xff00u >> (bits % 8));
+  return (a[whole] & mask) == (b[whole] & mask);
+}
+
+// ---- Domains and hops ------------------------------------------------------------------------
+
+constexpr std::string_view kDomainAdvice =
+    "write example.test, or *.example.test for its sub-domains";
+
+// An accept-domains or route pattern, lower-cased into out. False with a reason.
+bool parse_domain_pattern(std::string_view text, bool is_route, std::string& out,
+                          std::string& why) {
+  const std::string shown = in_quotes(text);
+  if (text == "*") {
+    if (is_route) {
+      out = "*";
+      return true;
+    }
+    why = shown +
+          " would accept mail for every domain from every client (an open relay); name the "
+          "domains, or list the clients in relay-networks";
+    return false;
+  }
+  if (is_route && !text.empty() && text.front() == '[') {
+    if (!smtp::is_valid_address_literal(text)) {
+      why = shown + " is not an address literal (such as [127.0.0.1] or [IPv6:::1])";
+      return false;
+    }
+    out = lower(text);
+    return true;
+  }
+  const std::string_view name = text.starts_with("*.") ? text.substr(2) : text;
+  if (!smtp::is_valid_domain(name, false)) {
+    if (smtp::has_non_ascii(name) && smtp::is_valid_domain(name, true)) {
+      why = shown + " is not ASCII: write the xn-- form of an internationalised domain";
+    } else if (is_route) {
+      why = shown +
+            " is not a route domain (a domain, *.example.test for its sub-domains, * for every "
+            "other domain, or an address literal such as [127.0.0.1])";
+    } else {
+      why = shown + " is not a domain name (" + std::string(kDomainAdvice) + ")";
+    }
+    return false;
+  }
+  out = lower(text);
+  return true;
+}
+
+// One hop: numeric HOST:PORT, port not 0; Postfix's "[127.0.0.1]:2526" is read without the
+// brackets. False with a reason that starts with the quoted text.
+bool parse_hop(std::string_view text, io::SocketAddress& out, std::string& why) {
+  std::string t(text);
+  if (t.starts_with("[")) {
+    const std::size_t close = t.find(']');
+    if (close != std::string::npos && t.find(':') > close)
+      t = t.substr(1, close - 1) + t.substr(close + 1);
+  }
+  std::string io_why;
+  if (!io::parse_socket_address(t, out, &io_why)) {
+    // parse_socket_address ends its reason with the text, which is already in front.
+    const std::size_t tail = io_why.rfind(": \"");
+    why = in_quotes(text) + ": " + io_why.substr(0, tail);
+    return false;
+  }
+  if (out.port() == 0) {
+    why = in_quotes(text) + ": port 0 cannot be connected to";
+    return false;
+  }
+  return true;
+}
+
+// ---- Keys ------------------------------------------------------------------------------------
+
+struct Extension {
+  std::string_view key;
+  bool smtp::ServerConfig::*field;
+  std::string_view help;
+};
+constexpr Extension kExtensions[] = {
+    {"pipelining", &smtp::ServerConfig::pipelining, "PIPELINING (RFC 2920)"},
+    {"size", &smtp::ServerConfig::size, "SIZE (RFC 1870)"},
+    {"8bitmime", &smtp::ServerConfig::eight_bit_mime, "8BITMIME (RFC 6152)"},
+    {"smtputf8", &smtp::ServerConfig::smtputf8, "SMTPUTF8 (RFC 6531)"},
+    {"enhancedstatuscodes", &smtp::ServerConfig::enhanced_status_codes,
+     "ENHANCEDSTATUSCODES (RFC 2034)"},
+    {"chunking", &smtp::ServerConfig::chunking, "CHUNKING, i.e. BDAT (RFC 3030)"},
+    {"dsn", &smtp::ServerConfig::dsn, "DSN (RFC 3461)"},
+};
+
+// What the TOML file and the flags have set so far; later sources win.
+struct Sources {
+  std::map<std::string, Origin, std::less<>> origin;  // by key: where it was last set
+
+  // Where a cross-setting check points: where `key` was set, else its flag.
+  Origin at(std::string_view key) const {
+    const auto it = origin.find(key);
+    return it != origin.end() ? it->second : Origin::flag("--" + std::string(key));
+  }
+};
+
+Durability parse_durability(const Value& v) {
+  const std::string s = v.text("batch, always or none");
+  for (Durability d : {Durability::batch, Durability::always, Durability::none}) {
+    if (s == durability_name(d)) return d;
+  }
+  v.fail("must be batch, always or none, got " + v.shown());
+}
+
+std::uint32_t timeout_ms(const Value& v) {
+  const std::uint64_t ns = v.duration_ns(kMaxTimeoutNs, BareNumber::refused);
+  if (ns < 1'000'000 || ns % 1'000'000 != 0) {
+    v.fail("must be whole milliseconds, at least 1ms, got " + v.shown());
+  }
+  return static_cast<std::uint32_t>(ns / 1'000'000);
+}
+
+// Every key that takes one value (not listen, relay-networks, accept-domains, route).
+// False: not such a key.
+bool apply_key(std::string_view key, const Value& v, RelayConfig& c, Sources& src) {
+  smtp::ServerConfig& s = c.server;
+  if (key == "threads") {
+    c.threads = static_cast<unsigned>(v.integer(1, 1024, "a thread count from 1 to 1024"));
+  } else if (key == "metrics") {
+    c.metrics = v.address();
+  } else if (key == "verbose") {
+    c.verbose = v.boolean();
+  } else if (key == "recv-buffers") {
+    const auto n = v.integer(1, 32768, "a power of two from 1 to 32768");
+    if ((n & (n - 1)) != 0)
+      v.fail("must be a power of two (io_uring buffer ring), got " + v.shown());
+    c.recv_buffers = static_cast<unsigned>(n);
+  } else if (key == "recv-buffer-size") {
+    c.recv_buffer_size =
+        static_cast<unsigned>(v.integer(512, 1 << 20, "bytes from 512 to 1048576"));
+  } else if (key == "spool") {
+    c.spool = v.text("a directory name");
+    if (c.spool.empty()) v.fail("must be a directory name, not empty");
+  } else if (key == "durability") {
+    c.durability = parse_durability(v);
+  } else if (key == "batch-max-messages") {
+    c.batch_max_messages =
+        static_cast<std::uint32_t>(v.integer(1, 100'000, "a message count from 1 to 100000"));
+  } else if (key == "batch-max-wait") {
+    const std::uint64_t ns = v.duration_ns(kMaxBatchWaitNs, BareNumber::refused);
+    if (ns % 1'000 != 0) v.fail("must be whole microseconds, got " + v.shown());
+    c.batch_max_wait_us = static_cast<std::uint32_t>(ns / 1'000);
+  } else if (key == "segment-size") {
+    const std::uint64_t n = v.size();
+    if (n < kMinSegmentBytes || n > kMaxSegmentBytes) {
+      v.fail("must be from 1M to 64G, got " + v.shown());
+    }
+    c.segment_bytes = n;
+  } else if (key == "spool-quota-bytes") {
+    c.quota_bytes = v.size();
+  } else if (key == "spool-quota-messages") {
+    c.quota_messages = static_cast<std::uint64_t>(
+        v.integer(0, std::numeric_limits<std::int64_t>::max(), "a message count (0: no quota)"));
+  } else if (key == "hostname") {
+    const std::string h = v.text("a host name");
+    if (!smtp::is_valid_domain(h, false)) {
+      v.fail("must be a host name such as mx.example.test, got " + v.shown());
+    }
+    s.hostname = h;
+  } else if (key == "max-message-size") {
+    const std::uint64_t n = v.size();
+    if (n == 0 || n > kMaxMessageBytes) {
+      v.fail(
+          "must be from 1 byte to 1023M (the spool keeps a message in one record of at most "
+          "1G; there is no 0 = no limit), got " +
+          v.shown());
+    }
+    s.max_message_size = n;
+  } else if (key == "max-recipients") {
+    // RFC 5321 4.5.3.1.8 asks for at least 100; fewer is allowed here to test clients.
+    s.max_recipients = static_cast<std::uint32_t>(v.integer(1, 1'000'000, "from 1 to 1000000"));
+  } else if (key == "command-timeout") {
+    s.command_timeout_ms = timeout_ms(v);
+  } else if (key == "data-timeout") {
+    s.data_timeout_ms = timeout_ms(v);
+  } else if (key == "max-connections") {
+    c.max_connections = static_cast<std::uint32_t>(
+        v.integer(0, 10'000'000, "a count from 0 (no limit) to 10000000"));
+  } else if (key == "max-connections-per-client") {
+    c.max_connections_per_client = static_cast<std::uint32_t>(
+        v.integer(0, 10'000'000, "a count from 0 (no limit) to 10000000"));
+  } else {
+    const auto* e = std::find_if(std::begin(kExtensions), std::end(kExtensions),
+                                 [&](const Extension& x) { return x.key == key; });
+    if (e == std::end(kExtensions)) return false;
+    s.*(e->field) = v.boolean();
+  }
+  src.origin.insert_or_assign(std::string(key), v.origin());
+  return true;
+}
+
+// ---- List keys: values from one source (the file, or the flags) replace the list ----------
+
+void set_listen(const std::vector<Value>& values, RelayConfig& c) {
+  c.listen.clear();
+  for (const Value& v : values) {
+    const io::SocketAddress a = v.address();
+    // Port 0 may repeat: each listener gets its own ephemeral port.
+    for (const io::SocketAddress& other : c.listen) {
+      if (a.port() != 0 && other.to_string() == a.to_string()) {
+        v.fail(a.to_string() + " is given twice");
+      }
+    }
+    c.listen.push_back(a);
+  }
+}
+
+void set_relay_networks(const std::vector<Value>& values, RelayConfig& c) {
+  c.relay_networks.clear();
+  for (const Value& v : values) {
+    const std::string s = v.text("a network such as \"10.0.0.0/8\" or \"::1/128\"");
+    if (s == "none") {
+      if (values.size() > 1) {
+        v.fail("'none' (no client may relay) cannot be combined with networks");
+      }
+      return;
+    }
+    Network n;
+    std::string why;
+    if (!Network::parse(s, n, &why)) v.fail(why);
+    if (std::find(c.relay_networks.begin(), c.relay_networks.end(), n) != c.relay_networks.end()) {
+      v.fail(n.to_string() + " is given twice");
+    }
+    c.relay_networks.push_back(n);
+  }
+}
+
+void set_accepted_domains(const std::vector<Value>& values, RelayConfig& c) {
+  c.accepted_domains.clear();
+  for (const Value& v : values) {
+    std::string d;
+    std::string why;
+    if (!parse_domain_pattern(v.text("a domain such as \"example.test\""), false, d, why)) {
+      v.fail(why);
+    }
+    if (std::find(c.accepted_domains.begin(), c.accepted_domains.end(), d) !=
+        c.accepted_domains.end()) {
+      v.fail(in_quotes(d) + " is given twice (names ignore case)");
+    }
+    c.accepted_domains.push_back(std::move(d));
+  }
+}
+
+// Appends r; a second route for the same domain is refused at `where` (its domain).
+void add_route(Route r, const Value& where, RelayConfig& c) {
+  for (const Route& other : c.routes) {
+    if (other.domain == r.domain) {
+      where.fail(in_quotes(r.domain) + " has a route already (names ignore case)");
+    }
+  }
+  c.routes.push_back(std::move(r));
+}
+
+Route route_from_text(const Value& v) {
+  Route r;
+  std::string why;
+  if (!Route::parse(v.text("a route \"DOMAIN=HOST:PORT\" or a [[route]] table"), r, &why)) {
+    v.fail(why);
+  }
+  return r;
+}
+
+// ---- TOML ------------------------------------------------------------------------------------
+
+class TomlReader {
+ public:
+  TomlReader(const std::string& file, RelayConfig& cfg, Sources& src)
+      : file_(file), cfg_(cfg), src_(src) {}
+
+  void read_root(const toml::table& root) {
+    for (const auto& [key, node] : root) {
+      const std::string_view k = key.str();
+      if (k == "listen") {
+        const std::vector<Value> values = list(node, k);
+        if (values.empty()) value(node, k).fail("must name at least one address \"HOST:PORT\"");
+        set_listen(values, cfg_);
+      } else if (k == "relay-networks") {
+        set_relay_networks(list(node, k), cfg_);
+      } else if (k == "accept-domains") {
+        set_accepted_domains(list(node, k), cfg_);
+      } else if (k == "route") {
+        read_routes(node);
+      } else if (!apply_key(k, value(node, k), cfg_, src_)) {
+        unknown_key(key);
+      }
+    }
+  }
+
+ private:
+  Origin at(const toml::node& n, std::string_view name) const { return Origin::at(file_, n, name); }
+  Value value(const toml::node& n, std::string_view key) const { return Value(n, at(n, key)); }
+
+  // An array's elements, or the one value.
+  std::vector<Value> list(const toml::node& node, std::string_view key) const {
+    std::vector<Value> values;
+    if (const auto* arr = node.as_array()) {
+      for (const toml::node& e : *arr)
+        values.push_back(value(e, key));
+    } else {
+      values.push_back(value(node, key));
+    }
+    return values;
+  }
+
+  // [[route]] tables, or routes in flag form ("DOMAIN=HOST:PORT,..."), or a mix.
+  void read_routes(const toml::node& node) {
+    if (node.is_table()) {
+      const std::string why =
+          "must be [[route]] tables or \"DOMAIN=HOST:PORT\" strings, not a table: write "
+          "[[route]]";
+      value(node, "route").fail(why);
+    }
+    for (const Value& v : list(node, "route")) {
+      if (const toml::node* n = v.node(); n != nullptr && n->is_table()) {
+        read_route_table(*n->as_table());
+      } else {
+        add_route(route_from_text(v), v, cfg_);
+      }
+    }
+  }
+
+  void read_route_table(const toml::table& t) {
+    Route r;
+    std::optional<Value> domain;
+    bool has_hops = false;
+    for (const auto& [key, node] : t) {
+      const std::string_view k = key.str();
+      if (k == "domain") {
+        domain.emplace(value(node, k));
+        std::string why;
+        if (!parse_domain_pattern(domain->text("a domain, \"*.suffix\" or \"*\""), true, r.domain,
+                                  why)) {
+          domain->fail(why);
+        }
+      } else if (k == "hops") {
+        const std::vector<Value> hops = list(node, k);
+        if (hops.empty()) value(node, k).fail("must name at least one hop \"HOST:PORT\"");
+        for (const Value& h : hops) {
+          io::SocketAddress a;
+          std::string why;
+          if (!parse_hop(h.text("a hop \"HOST:PORT\""), a, why)) h.fail(why);
+          for (const io::SocketAddress& other : r.hops) {
+            if (other.to_string() == a.to_string()) {
+              h.fail("hop " + a.to_string() + " is given twice");
+            }
+          }
+          r.hops.push_back(a);
+        }
+        has_hops = true;
+      } else {
+        fail_at(Origin::at(file_, key, k), "unknown [[route]] key (a route has domain and hops)");
+      }
+    }
+    const Origin table = at(t, "[[route]]");
+    if (!domain) fail_at(table, "needs domain = \"example.test\" (\"*\" for the default route)");
+    if (!has_hops) fail_at(table, "needs hops = [\"HOST:PORT\", ...]");
+    add_route(std::move(r), *domain, cfg_);
+  }
+
+  [[noreturn]] void unknown_key(const toml::key& key) const {
+    // Postfix habits: main.cf names of the settings that exist here.
+    static const std::map<std::string_view, std::string_view> kPostfix = {
+        {"mynetworks", "relay-networks"},
+        {"relay_domains", "accept-domains"},
+        {"relayhost", "[[route]] with domain = \"*\""},
+        {"transport_maps", "[[route]]"},
+        {"message_size_limit", "max-message-size"},
+        {"smtpd_recipient_limit", "max-recipients"},
+        {"myhostname", "hostname"},
+        {"queue_directory", "spool"},
+        {"smtpd_timeout", "command-timeout"},
+        {"smtpd_client_connection_count_limit", "max-connections-per-client"},
+    };
+    const std::string_view k = key.str();
+    std::string hint;
+    std::string dashed(k);
+    std::replace(dashed.begin(), dashed.end(), '_', '-');
+    if (const auto it = kPostfix.find(k); it != kPostfix.end()) {
+      hint = " (Postfix's " + std::string(k) + " is " + std::string(it->second) + " here)";
+    } else if (dashed != k) {
+      hint = " (did you mean " + in_quotes(dashed) + "?)";
+    } else if (k == "relay-network" || k == "accept-domain") {
+      hint = " (did you mean " + in_quotes(std::string(k) + "s") + "? it takes a list)";
+    } else if (k == "routes") {
+      hint = " (write [[route]] tables)";
+    } else if (k.starts_with("no-")) {
+      hint = " (write " + std::string(k.substr(3)) + " = false)";
+    } else if (k == "config" || k == "print-config" || k == "help" || k == "version") {
+      hint = " (a command-line flag only)";
+    }
+    fail_at(Origin::at(file_, key, k), "unknown key" + hint);
+  }
+
+  const std::string& file_;
+  RelayConfig& cfg_;
+  Sources& src_;
+};
+
+// The checks between settings, each pointing at the setting to change: where it was given
+// (file line or flag), or its flag when it was left at its default.
+void check(const RelayConfig& c, const Sources& src) {
+  if (c.metrics && c.metrics->port() != 0) {
+    for (const io::SocketAddress& a : c.listen) {
+      if (a.to_string() == c.metrics->to_string()) {
+        fail_at(src.at("metrics"), a.to_string() + " is also a listen address");
+      }
+    }
+  }
+  if (c.quota_bytes != 0 && c.quota_bytes < c.segment_bytes) {
+    fail_at(src.at("spool-quota-bytes"),
+            "must be 0 (no quota) or at least one spool segment (segment-size is " +
+                config::format_size(c.segment_bytes) + "), got " +
+                config::format_size(c.quota_bytes));
+  }
+}
+
+// ---- Command line ----------------------------------------------------------------------------
+
+constexpr const char* kDescription =
+    "ringmta-relay: an SMTP relay on io_uring. It accepts mail on --listen, stores each message\n"
+    "durably in --spool before answering 250, and passes it on to the --route hops.\n";
+
+constexpr const char* kFooter =
+    "\nWho may relay (checked at RCPT): a client in a relay network may send to any domain;\n"
+    "any client may send to an accepted domain; other recipients are refused (relay access\n"
+    "denied). The defaults relay for loopback clients only.\n"
+    "\n"
+    "Postfix main.cf                        ringmta-relay (flag; TOML key)\n"
+    "  mynetworks                           --relay-network; relay-networks\n"
+    "  relay_domains                        --accept-domain; accept-domains\n"
+    "  relayhost = [127.0.0.1]:2526         --route '*=127.0.0.1:2526'; [[route]]\n"
+    "  transport_maps                       --route DOMAIN=HOST:PORT; [[route]]\n"
+    "  message_size_limit                   --max-message-size\n"
+    "  smtpd_recipient_limit                --max-recipients\n"
+    "  smtpd_client_connection_count_limit  --max-connections-per-client\n"
+    "  smtpd_timeout                        --command-timeout\n"
+    "  myhostname                           --hostname\n"
+    "  queue_directory                      --spool (Postfix syncs each message: "
+    "--durability always)\n"
+    "\n"
+    "DURATION: a number and a unit: 500us, 1ms, 1.5s, 5m. BYTES: 1024, 512K, 64M, 1G.\n"
+    "--config FILE (TOML) takes every setting under its flag's name (--no-dsn is dsn = false;\n"
+    "the lists are relay-networks, accept-domains and [[route]] tables); flags override the\n"
+    "file, a list flag replaces the file's list; --print-config shows every setting.\n"
+    "Exit codes: 0 ok, 2 bad usage or configuration.\n"
+    "\n"
+    "Examples:\n"
+    "  ringmta-relay --route '*=127.0.0.1:2526'\n"
+    "  ringmta-relay --listen 127.0.0.1:2525 --spool /var/tmp/rs --durability always \\\n"
+    "      --route 'example.test=127.0.0.1:2526,127.0.0.1:2527' --route '*=127.0.0.1:2528'\n"
+    "  ringmta-relay --config relay.toml --print-config";
+
+// --help stays within 100 columns: CLI11 does not wrap, but indents after a '\n'.
+constexpr std::size_t kHelpColumn = 36;
+std::string wrapped(std::string_view text) {
+  constexpr std::size_t kWidth = 100 - kHelpColumn;
+  std::string out;
+  std::size_t line = 0;
+  while (!text.empty()) {
+    const std::size_t space = text.find(' ');
+    const std::string_view word = text.substr(0, space);
+    if (line > 0 && line + 1 + word.size() > kWidth) {
+      out += '\n';
+      line = 0;
+    } else if (line > 0) {
+      out += ' ';
+      ++line;
+    }
+    out.append(word);
+    line += word.size();
+    text = space == std::string_view::npos ? std::string_view() : text.substr(space + 1);
+  }
+  return out;
+}
+
+// A flag that sets a one-value key, applied after the file.
+struct Flag {
+  std::string key;
+  bool is_switch = false;
+  bool switch_value = false;  // the key's value when a switch flag is given
+  std::string text;
+  CLI::Option* option = nullptr;
+};
+
+// A repeatable flag whose values replace a list key's.
+struct ListFlag {
+  std::string flag;
+  std::vector<std::string> texts;
+  void (*set)(const std::vector<Value>&, RelayConfig&) = nullptr;
+};
+
+// CLI11's parse errors, as one line that names the flag where it can.
+std::string usage_error(const CLI::ParseError& e, const std::vector<std::string>& extras) {
+  if (!extras.empty()) {
+    const std::string& a = extras.front();
+    if (a.starts_with("-")) {
+      return a.substr(0, a.find('=')) + ": unknown option (ringmta-relay --help lists them)";
+    }
+    return in_quotes(a) + ": unexpected argument (options take the form --name VALUE)";
+  }
+  std::string msg = e.what();
+  constexpr std::string_view kOverride = " was given a disallowed flag override";
+  if (const std::size_t at = msg.find(kOverride); at != std::string::npos) {
+    return "--" + msg.substr(0, at) + ": takes no value";
+  }
+  // CLI11 writes e.g. "--threads: 1 required TEXT missing"; keep its words on one line.
+  std::replace(msg.begin(), msg.end(), '\n', ' ');
+  return msg + " (ringmta-relay --help lists the options)";
+}
+
+}  // namespace
+
+// ---- Public helpers --------------------------------------------------------------------------
+
+std::string_view durability_name(Durability d) {
+  switch (d) {
+    case Durability::batch:
+      return "batch";
+    case Durability::always:
+      return "always";
+    case Durability::none:
+      return "none";
+  }
+  return "?";
+}
+
+bool Network::parse(std::string_view text, Network& out, std::string* why) {
+  const auto bad = [&](const std::string& reason) {
+    if (why != nullptr) *why = reason;
+    return false;
+  };
+  const std::string shown = in_quotes(text);
+  const std::size_t slash = text.find('/');
+  std::string_view host = text.substr(0, slash);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);  // Postfix writes IPv6 networks as [::1]/128
+  }
+  Network n;
+  const std::string h(host);
+  if (inet_pton(AF_INET, h.c_str(), n.bytes.data()) == 1) {
+    n.v6 = false;
+  } else if (inet_pton(AF_INET6, h.c_str(), n.bytes.data()) == 1) {
+    n.v6 = true;
+  } else {
+    return bad(shown +
+               " is not a network: an IPv4 or IPv6 address with an optional /PREFIX, such as "
+               "10.0.0.0/8 or ::1/128 (numeric, no host names)");
+  }
+  const unsigned max = n.v6 ? 128 : 32;
+  n.prefix = max;
+  if (slash != std::string_view::npos) {
+    std::uint64_t p = 0;
+    if (!smtp::parse_decimal(text.substr(slash + 1), 3, p) || p > max) {
+      return bad(shown + ": the prefix length must be a number from 0 to " + std::to_string(max) +
+                 (n.v6 ? " for IPv6" : " for IPv4"));
+    }
+    n.prefix = static_cast<unsigned>(p);
+  }
+  Network masked = n;
+  for (unsigned bit = n.prefix; bit < max; ++bit) {
+    masked.bytes[bit / 8] &= static_cast<std::uint8_t>(~(0x80u >> (bit % 8)));
+  }
+  if (masked.bytes != n.bytes) {
+    return bad(shown + ": the address has bits set beyond the /" + std::to_string(n.prefix) +
+               " prefix; the network is " + masked.to_string());
+  }
+  out = n;
+  return true;
+}
+
+bool Network::contains(const io::SocketAddress& a) const {
+  bool a6 = false;
+  std::array<std::uint8_t, 16> addr{};
+  if (!address_bytes(a, a6, addr)) return false;
+  if (v6 && !a6) {
+    // An IPv4 client against an IPv6 network: compare its mapped form ::ffff:a.b.c.d.
+    std::array<std::uint8_t, 16> mapped{};
+    std::memcpy(mapped.data(), kMappedPrefix, 12);
+    std::memcpy(mapped.data() + 12, addr.data(), 4);
+    addr = mapped;
+  } else if (!v6 && a6) {
+    // A dual-stack socket reports IPv4 clients as ::ffff:a.b.c.d.
+    if (std::memcmp(addr.data(), kMappedPrefix, 12) != 0) return false;
+    std::array<std::uint8_t, 16> v4{};
+    std::memcpy(v4.data(), addr.data() + 12, 4);
+    addr = v4;
+  }
+  return same_prefix(addr, bytes, prefix);
+}
+
+std::string Network::to_string() const {
+  char host[INET6_ADDRSTRLEN] = "?";
+  inet_ntop(v6 ? AF_INET6 : AF_INET, bytes.data(), host, sizeof host);
+  return std::string(host) + "/" + std::to_string(prefix);
+}
+
+bool domain_matches(std::string_view pattern, std::string_view domain) {
+  if (pattern == "*") return true;
+  const auto tail_equal = [&](std::string_view want) {  // domain ends with want, any case
+    if (domain.size() < want.size()) return false;
+    const std::string_view tail = domain.substr(domain.size() - want.size());
+    for (std::size_t i = 0; i < want.size(); ++i) {
+      if (smtp::to_lower(tail[i]) != want[i]) return false;
+    }
+    return true;
+  };
+  if (pattern.starts_with("*.")) {
+    const std::string_view suffix = pattern.substr(1);  // ".example.test"
+    return domain.size() > suffix.size() && tail_equal(suffix);
+  }
+  return domain.size() == pattern.size() && tail_equal(pattern);
+}
+
+bool Route::parse(std::string_view text, Route& out, std::string* why) {
+  const auto bad = [&](const std::string& reason) {
+    if (why != nullptr) *why = reason;
+    return false;
+  };
+  const std::string shown = in_quotes(text);
+  const std::size_t eq = text.find('=');
+  if (eq == std::string_view::npos) {
+    return bad(shown + " is not a route: write DOMAIN=HOST:PORT[,HOST:PORT...], e.g. " +
+               "*=127.0.0.1:2526");
+  }
+  Route r;
+  std::string reason;
+  if (!parse_domain_pattern(text.substr(0, eq), true, r.domain, reason)) return bad(reason);
+  std::string_view hops = text.substr(eq + 1);
+  if (hops.empty()) return bad(shown + ": no hop HOST:PORT after '='");
+  while (true) {
+    const std::size_t comma = hops.find(',');
+    io::SocketAddress a;
+    if (!parse_hop(hops.substr(0, comma), a, reason)) return bad(shown + ": hop " + reason);
+    for (const io::SocketAddress& other : r.hops) {
+      if (other.to_string() == a.to_string()) {
+        return bad(shown + ": hop " + a.to_string() + " is given twice");
+      }
+    }
+    r.hops.push_back(a);
+    if (comma == std::string_view::npos) break;
+    hops = hops.substr(comma + 1);
+  }
+  out = std::move(r);
+  return true;
+}
+
+std::string Route::to_string() const {
+  std::string s = domain + "=";
+  for (std::size_t i = 0; i < hops.size(); ++i) {
+    if (i > 0) s += ',';
+    s += hops[i].to_string();
+  }
+  return s;
+}
+
+bool operator==(const Route& a, const Route& b) {
+  return a.to_string() == b.to_string();
+}
+
+unsigned default_thread_count() {
+  const unsigned hw = std::thread::hardware_concurrency();
+  return hw == 0 ? 2 : std::min(2u, hw);
+}
+
+RelayConfig::RelayConfig() {
+  listen.resize(1);
+  io::parse_socket_address(kDefaultListen, listen[0], nullptr);
+  for (std::string_view s : kDefaultRelayNetworks) {
+    relay_networks.emplace_back();
+    Network::parse(s, relay_networks.back(), nullptr);
+  }
+}
+
+bool operator==(const RelayConfig& a, const RelayConfig& b) {
+  const auto texts = [](const std::vector<io::SocketAddress>& v) {
+    std::vector<std::string> r;
+    for (const io::SocketAddress& x : v)
+      r.push_back(x.to_string());
+    return r;
+  };
+  const bool metrics_equal = a.metrics.has_value() == b.metrics.has_value() &&
+                             (!a.metrics || a.metrics->to_string() == b.metrics->to_string());
+  const smtp::ServerConfig& x = a.server;
+  const smtp::ServerConfig& y = b.server;
+  const bool server_equal =
+      x.hostname == y.hostname && x.greeting == y.greeting &&
+      x.max_message_size == y.max_message_size && x.max_recipients == y.max_recipients &&
+      x.pipelining == y.pipelining && x.size == y.size && x.eight_bit_mime == y.eight_bit_mime &&
+      x.smtputf8 == y.smtputf8 && x.enhanced_status_codes == y.enhanced_status_codes &&
+      x.chunking == y.chunking && x.dsn == y.dsn && x.starttls == y.starttls &&
+      x.command_timeout_ms == y.command_timeout_ms && x.data_timeout_ms == y.data_timeout_ms &&
+      x.output_buffer_bytes == y.output_buffer_bytes;
+  return texts(a.listen) == texts(b.listen) && a.threads == b.threads && metrics_equal &&
+         a.verbose == b.verbose && a.recv_buffers == b.recv_buffers &&
+         a.recv_buffer_size == b.recv_buffer_size && a.spool == b.spool &&
+         a.durability == b.durability && a.batch_max_messages == b.batch_max_messages &&
+         a.batch_max_wait_us == b.batch_max_wait_us && a.segment_bytes == b.segment_bytes &&
+         a.quota_bytes == b.quota_bytes && a.quota_messages == b.quota_messages &&
+         a.relay_networks == b.relay_networks && a.accepted_domains == b.accepted_domains &&
+         a.routes == b.routes && server_equal && a.max_connections == b.max_connections &&
+         a.max_connections_per_client == b.max_connections_per_client;
+}
+
+// ---- Loading ---------------------------------------------------------------------------------
+
+int load_relay_config(int argc, char** argv, RelayConfig& out, std::ostream& out_stream,
+                      std::ostream& err_stream) {
+  CLI::App app(kDescription, kProgram);
+  app.get_formatter()->column_width(kHelpColumn);
+  app.footer(kFooter);
+
+  std::string config_file;
+  bool print_config = false;
+  std::deque<Flag> flags;  // deque: CLI11 keeps references to the strings
+  std::deque<ListFlag> lists;
+
+  auto value = [&](const std::string& key, const std::string& type, const std::string& desc,
+                   const std::string& group) {
+    flags.push_back(Flag{key, false, false, {}, nullptr});
+    flags.back().option =
+        app.add_option("--" + key, flags.back().text, wrapped(desc))->type_name(type)->group(group);
+  };
+  auto on_switch = [&](const std::string& key, const std::string& desc, const std::string& group) {
+    flags.push_back(Flag{key, true, true, {}, nullptr});
+    const std::string text = wrapped(desc);  // add_flag takes the description by reference
+    flags.back().option = app.add_flag("--" + key, text)->disable_flag_override()->group(group);
+  };
+  auto no_switch = [&](const std::string& key, const std::string& desc, const std::string& group) {
+    flags.push_back(Flag{key, true, false, {}, nullptr});
+    const std::string text = wrapped(desc);  // add_flag takes the description by reference
+    flags.back().option = app.add_flag("--no-" + key, text)->disable_flag_override()->group(group);
+  };
+  auto list = [&](const std::string& flag, const std::string& type, const std::string& desc,
+                  const std::string& group, void (*set)(const std::vector<Value>&, RelayConfig&)) {
+    lists.push_back(ListFlag{"--" + flag, {}, set});
+    app.add_option(lists.back().flag, lists.back().texts, wrapped(desc))
+        ->type_name(type)
+        ->expected(1)
+        ->allow_extra_args(false)  // one value each time, and "[a,b]" is not split into two
+        ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll)
+        ->group(group);
+  };
+
+  const std::string g_server = "Server";
+  list("listen", "HOST:PORT",
+       "Accept SMTP here, numeric; repeatable (default " + std::string(kDefaultListen) + ")",
+       g_server, set_listen);
+  app.add_option("--config", config_file, "TOML file with any of these settings")
+      ->type_name("FILE")
+      ->group(g_server);
+  value("threads", "N",
+        "Worker threads, one io_uring each (default " + std::to_string(default_thread_count()) +
+            " here: min(2, CPUs))",
+        g_server);
+  value("metrics", "HOST:PORT", "Serve Prometheus /metrics here (default: off)", g_server);
+  on_switch("verbose", "One log line per session (default: off)", g_server);
+  value("recv-buffers", "N",
+        "Receive buffers per thread, a power of two (default 1024); memory is only used as "
+        "data arrives",
+        g_server);
+  value("recv-buffer-size", "BYTES", "Bytes per receive buffer (default 16384)", g_server);
+
+  const std::string g_spool = "Spool (a 250 reply means the message is on stable storage)";
+  value("spool", "DIR", "Spool directory (default ./spool; Postfix queue_directory)", g_spool);
+  value("durability", "MODE",
+        "batch: one fdatasync per group of messages (group commit, default); always: one per "
+        "message, as Postfix; none: no sync, unsafe, only to measure its cost",
+        g_spool);
+  value("batch-max-messages", "N",
+        "A group commit closes after N messages (1-100000, default 64)...", g_spool);
+  value("batch-max-wait", "DURATION",
+        "...or this long after its first message (up to 1s; default 0: as soon as no sync "
+        "is running, so what arrives during one sync forms the next batch). Both are ignored "
+        "with --durability always",
+        g_spool);
+  value("segment-size", "BYTES", "Preallocated size of a spool file (at least 1M, default 64M)",
+        g_spool);
+  value("spool-quota-bytes", "BYTES",
+        "Refuse new mail while the spool holds this much (default 0 = no quota)", g_spool);
+  value("spool-quota-messages", "N",
+        "Refuse new mail while the spool holds this many messages (default 0 = no quota)", g_spool);
+
+  const std::string g_relay = "Relaying (checked at RCPT; see below)";
+  list("relay-network", "CIDR",
+       "Clients that may relay to any domain, e.g. 10.0.0.0/8 or ::1/128; repeatable; 'none' "
+       "for no client (Postfix mynetworks; default 127.0.0.0/8 and ::1/128)",
+       g_relay, set_relay_networks);
+  list("accept-domain", "DOMAIN",
+       "Recipient domain any client may send to; *.example.test for its sub-domains; "
+       "repeatable (Postfix relay_domains; default none)",
+       g_relay, set_accepted_domains);
+  app.add_option("--route", lists.emplace_back(ListFlag{"--route", {}, nullptr}).texts,
+                 wrapped("Send mail for DOMAIN to these hops (numeric); repeatable. DOMAIN: "
+                         "example.test, *.example.test (sub-domains) or * (every other domain, "
+                         "as Postfix relayhost)"))
+      ->type_name("DOMAIN=HOST:PORT[,HOST:PORT]")
+      ->expected(1)
+      ->allow_extra_args(false)
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll)
+      ->group(g_relay);
+
+  const std::string g_smtp = "SMTP server";
+  value("hostname", "NAME",
+        "Name in the banner, EHLO reply and Received: (default localhost; Postfix myhostname)",
+        g_smtp);
+  value("max-message-size", "BYTES",
+        "SIZE limit, up to 1023M (default 35M; Postfix message_size_limit)", g_smtp);
+  value("max-recipients", "N",
+        "Recipients per message (default 100; Postfix smtpd_recipient_limit)", g_smtp);
+  value("command-timeout", "DURATION",
+        "Wait this long for a command (default 5m; Postfix smtpd_timeout)", g_smtp);
+  value("data-timeout", "DURATION", "Wait this long for message data (default 5m)", g_smtp);
+  for (const Extension& e : kExtensions) {
+    no_switch(std::string(e.key), "Do not offer " + std::string(e.help), g_smtp);
+  }
+
+  const std::string g_limits = "Limits";
+  value("max-connections", "N",
+        "Concurrent sessions in total; beyond, 421 4.7.0 at the banner (default 10000; 0 = no "
+        "limit)",
+        g_limits);
+  value("max-connections-per-client", "N",
+        "Concurrent sessions per client IP (default 100; 0 = no limit; Postfix "
+        "smtpd_client_connection_count_limit)",
+        g_limits);
+
+  const std::string g_out = "Information";
+  app.add_flag("--print-config", print_config,
+               "Print every setting (defaults included) as TOML and exit")
+      ->group(g_out);
+  app.set_help_flag("-h,--help", "Print this help and exit")->group(g_out);
+  app.set_version_flag("--version", std::string(kProgram) + " " RINGMTA_VERSION,
+                       "Print the version and exit")
+      ->group(g_out);
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    app.exit(e, out_stream, err_stream);
+    return 0;
+  } catch (const CLI::CallForVersion& e) {
+    app.exit(e, out_stream, err_stream);
+    return 0;
+  } catch (const CLI::ParseError& e) {
+    err_stream << kProgram << ": " << usage_error(e, app.remaining()) << "\n";
+    return 2;
+  }
+
+  try {
+    RelayConfig cfg;
+    Sources src;
+    if (!config_file.empty()) {
+      const toml::table root = config::parse_toml_file(config_file);
+      TomlReader(config_file, cfg, src).read_root(root);
+    }
+    for (const Flag& f : flags) {
+      if (f.option->count() == 0) continue;
+      const Origin o = Origin::flag(f.option->get_name());
+      apply_key(f.key, f.is_switch ? Value::of_switch(f.switch_value, o) : Value(f.text, o), cfg,
+                src);
+    }
+    for (const ListFlag& l : lists) {
+      if (l.texts.empty()) continue;
+      std::vector<Value> values;
+      for (const std::string& t : l.texts)
+        values.emplace_back(t, Origin::flag(l.flag));
+      if (l.set != nullptr) {
+        l.set(values, cfg);
+      } else {  // --route
+        cfg.routes.clear();
+        for (const Value& v : values)
+          add_route(route_from_text(v), v, cfg);
+      }
+    }
+    check(cfg, src);
+
+    if (print_config) {
+      out_stream << format_relay_config(cfg);
+      return 0;
+    }
+    out = std::move(cfg);
+    return -1;
+  } catch (const ConfigError& e) {
+    err_stream << kProgram << ": " << e.what() << "\n";
+    return 2;
+  }
+}
+
+// ---- --print-config --------------------------------------------------------------------------
+
+namespace {
+
+// A size as "64M" when it has a unit, else as a TOML integer.
+std::string toml_size(std::uint64_t bytes) {
+  const std::string s = config::format_size(bytes);
+  return smtp::is_digit(static_cast<unsigned char>(s.back())) ? s : toml_string(s);
+}
+
+std::string toml_duration_ns(std::uint64_t ns) {
+  return toml_string(config::format_duration_ns(ns));
+}
+
+template <typename T, typename F>
+std::string toml_list(const std::vector<T>& items, F text) {
+  std::string s = "[";
+  for (std::size_t i = 0; i < items.size(); ++i) {
+    if (i > 0) s += ", ";
+    s += toml_string(text(items[i]));
+  }
+  return s + "]";
+}
+
+}  // namespace
+
+std::string format_relay_config(const RelayConfig& c) {
+  const smtp::ServerConfig& s = c.server;
+  const auto yes = [](bool b) { return b ? "true" : "false"; };
+  std::ostringstream o;
+  o << "# ringmta-relay effective configuration (--print-config): every setting, defaults\n"
+       "# included; read it back with --config.\n";
+  o << "listen = " << toml_list(c.listen, [](const io::SocketAddress& a) { return a.to_string(); })
+    << "\n";
+  o << "threads = " << c.threads << "\n";
+  if (c.metrics) {
+    o << "metrics = " << toml_string(c.metrics->to_string()) << "\n";
+  } else {
+    o << "# metrics = \"HOST:PORT\"  (off)\n";
+  }
+  o << "verbose = " << yes(c.verbose) << "\n";
+  o << "recv-buffers = " << c.recv_buffers << "\n";
+  o << "recv-buffer-size = " << c.recv_buffer_size << "\n";
+
+  o << "\n# Spool\n";
+  o << "spool = " << toml_string(c.spool) << "\n";
+  o << "durability = " << toml_string(durability_name(c.durability))
+    << "  # batch | always | none\n";
+  o << "batch-max-messages = " << c.batch_max_messages
+    << (c.durability == Durability::always ? "  # ignored with durability = \"always\"" : "")
+    << "\n";
+  o << "batch-max-wait = " << toml_duration_ns(std::uint64_t{c.batch_max_wait_us} * 1'000)
+    << (c.durability == Durability::always ? "  # ignored with durability = \"always\"" : "")
+    << "\n";
+  o << "segment-size = " << toml_size(c.segment_bytes) << "\n";
+  o << "spool-quota-bytes = " << toml_size(c.quota_bytes) << "  # 0 = no quota\n";
+  o << "spool-quota-messages = " << c.quota_messages << "  # 0 = no quota\n";
+
+  o << "\n# Relaying\n";
+  o << "relay-networks = " << toml_list(c.relay_networks, [](const Network& n) {
+    return n.to_string();
+  }) << "  # Postfix mynetworks\n";
+  o << "accept-domains = " << toml_list(c.accepted_domains, [](const std::string& d) { return d; })
+    << "  # Postfix relay_domains\n";
+
+  o << "\n# SMTP server\n";
+  o << "hostname = " << toml_string(s.hostname) << "\n";
+  o << "max-message-size = " << toml_size(s.max_message_size) << "\n";
+  o << "max-recipients = " << s.max_recipients << "\n";
+  o << "command-timeout = " << toml_duration_ns(std::uint64_t{s.command_timeout_ms} * 1'000'000)
+    << "\n";
+  o << "data-timeout = " << toml_duration_ns(std::uint64_t{s.data_timeout_ms} * 1'000'000) << "\n";
+  for (const Extension& e : kExtensions) {
+    o << e.key << " = " << yes(s.*(e.field)) << "\n";
+  }
+  o << "max-connections = " << c.max_connections << "  # 0 = no limit\n";
+  o << "max-connections-per-client = " << c.max_connections_per_client << "  # 0 = no limit\n";
+
+  if (c.routes.empty()) {
+    o << "\n# No [[route]] tables: domain = \"*\" with hops = [\"HOST:PORT\"] is the default "
+         "route.\n";
+  }
+  for (const Route& r : c.routes) {
+    o << "\n[[route]]\n";
+    o << "domain = " << toml_string(r.domain) << "\n";
+    o << "hops = " << toml_list(r.hops, [](const io::SocketAddress& a) { return a.to_string(); })
+      << "\n";
+  }
+  return o.str();
+}
+
+}  // namespace ringmta::relay
