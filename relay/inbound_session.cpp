@@ -437,6 +437,11 @@ void InboundSession::pump() {
     held_.clear();
     held_bytes_ = 0;
   }
+  if (stopping_ && !session_.waiting() && !session_.closed() &&
+      (session_.state() == smtp::SessionState::greeted ||
+       session_.state() == smtp::SessionState::ready)) {
+    session_.shutdown(kShuttingDown);  // its message is stored: now it may go
+  }
   flush_output();
   if (conn_.closing()) return;
   if (held_bytes_ > kPauseAbove) conn_.pause_recv();
@@ -469,12 +474,10 @@ void InboundSession::on_timeout(io::Connection&) {
 }
 
 void InboundSession::on_shutdown(io::Connection&) {
-  // Stopping: idle sessions get 421 now; one waiting for the spool finishes first (the
-  // reactor waits for file operations, and its grace period bounds the rest).
-  if (!session_.waiting()) {
-    session_.shutdown(kShuttingDown);
-    flush_output();
-  }
+  // Stopping: sessions between transactions get 421 now; one in a transaction finishes it
+  // first (the reactor waits for file operations; its grace period bounds the rest).
+  stopping_ = true;
+  pump();
 }
 
 void InboundSession::on_close(io::Connection&, int) {
@@ -488,6 +491,11 @@ void InboundSession::on_close(io::Connection&, int) {
     thread_.shared().clients.leave(conn_.peer());
   }
   thread_.metrics().add(M::sessions_active, -1);
+  if (thread_.shared().config->verbose) {
+    // One line per session (off by default: nothing is logged per message).
+    std::fprintf(stderr, "ringmta-relay: session from %s: %s\n", client_ip_.c_str(),
+                 session_.summary().c_str());
+  }
 }
 
 }  // namespace ringmta::relay

@@ -115,6 +115,7 @@ class InboundSession final : public io::ConnectionHandler, public smtp::ServerHa
   bool entered_ = false;      // counted in the connection limits
   bool client_trusted_ = false;  // in relay_networks
   bool close_after_output_ = false;
+  bool stopping_ = false;     // the relay is shutting down: close between transactions
   bool storing_ = false;      // a message is with the spool writer
   bool in_append_ = false;    // inside SpoolWriter::append (a failure may come back at once)
   int append_result_ = 1;     // 1: none yet
