@@ -12,24 +12,23 @@ SegmentScan scan_segment(std::string_view bytes, F&& f) {
   while (off < bytes.size()) {
     RecordHeader h;
     const HeaderCheck hc = decode_header(bytes.substr(off), h);
-    if (hc == HeaderCheck::end) break;
     if (hc == HeaderCheck::newer_version) {
       s.newer_version = true;
       return s;
     }
     if (hc != HeaderCheck::ok) {
-      // A damaged header: its length cannot be trusted. Look for the next sound header (the
-      // magic and a matching header crc); if there is none, this was the last write, cut
-      // short by a crash.
-      std::uint64_t next = off + 1;
+      // A damaged header, or zeros: the end of what was written, or the hole left by a write
+      // that failed while later ones succeeded (writes complete in any order). Look for the
+      // next sound header (the magic and a matching header crc); if there is none, this was
+      // the end, or the last write cut short by a crash.
+      std::uint64_t next = bytes.find("RGMS", off + 1);
       RecordHeader probe;
-      while (next + kHeaderSize <= bytes.size() &&
+      while (next != std::string_view::npos && next + kHeaderSize <= bytes.size() &&
              decode_header(bytes.substr(next), probe) != HeaderCheck::ok) {
         next = bytes.find("RGMS", next + 1);
-        if (next == std::string_view::npos) next = bytes.size();
       }
-      if (next + kHeaderSize > bytes.size()) {
-        s.torn_tail = true;
+      if (next == std::string_view::npos || next + kHeaderSize > bytes.size()) {
+        if (hc != HeaderCheck::end) s.torn_tail = true;
         break;
       }
       s.corrupt.push_back({off, next - off});

@@ -169,8 +169,20 @@ void SpoolWriter::append(PendingMessage& m) {
         total + 4096 > config_.segment_bytes ? total + 4096 : config_.segment_bytes;
     if (!open_segment(size, &err)) {
       retry_after_ms_ = reactor_.now_ms() + kRetryCreateMs;  // do not hammer a full disk
+      if (!create_failing_) {  // one line per outage, not one per message
+        create_failing_ = true;
+        std::fprintf(stderr,
+                     "ringmta-relay: cannot create a spool segment in %s: %s; mail gets 451 "
+                     "until one can be created\n",
+                     dir_.c_str(), std::strerror(-err));
+      }
       m.done(m, err);
       return;
+    }
+    if (create_failing_) {
+      create_failing_ = false;
+      std::fprintf(stderr, "ringmta-relay: spool segments can be created in %s again\n",
+                   dir_.c_str());
     }
   }
   RecordHeader h;
@@ -269,8 +281,15 @@ void SpoolWriter::on_timer(io::Timer&, void* ctx) {
 }
 
 void SpoolWriter::close_batch() {
-  // One closed batch at a time: the next closes when the running sync is done.
-  if (open_.count == 0 || closed_.count != 0) return;
+  // One closed batch at a time: the next closes when the running sync is done. Until then
+  // the open batch is due, so that maybe_sync closes it then: its timer has already fired,
+  // and the clients waiting for their 250 may never bring it to batch_max_messages.
+  if (open_.count == 0) return;
+  if (closed_.count != 0) {
+    open_due_ = true;
+    return;
+  }
+  open_due_ = false;
   batch_timer_.cancel();
   closed_ = std::move(open_);
   open_ = Batch{};
@@ -281,7 +300,7 @@ void SpoolWriter::maybe_sync() {
   if (sync_running_) return;
   // With no wait configured a batch closes as soon as nothing is syncing: under load the
   // messages that arrive during one sync form the next batch (natural group commit).
-  if (closed_.count == 0 && config_.batch_max_wait_us == 0) close_batch();
+  if (closed_.count == 0 && (config_.batch_max_wait_us == 0 || open_due_)) close_batch();
   if (closed_.count == 0 || closed_.unwritten != 0) return;
   sync_running_ = true;
   closed_.sync_start_ns = now_ns();

@@ -139,8 +139,10 @@ class SpoolWriter {
   Batch open_;             // collecting messages
   Batch closed_;           // waiting for its writes, then syncing
   bool sync_running_ = false;
+  bool open_due_ = false;  // the open batch should have closed while a sync was running
   io::Timer batch_timer_;
   std::uint64_t retry_after_ms_ = 0;  // segment creation failed: not before this
+  bool create_failing_ = false;       // logged once per outage
   BatchObserver observer_ = nullptr;
   void* observer_ctx_ = nullptr;
   Stats stats_;

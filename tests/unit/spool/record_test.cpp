@@ -179,6 +179,23 @@ TEST(SpoolScan, FlippedBitInAHeaderResyncsOnTheNextRecord) {
   }
 }
 
+TEST(SpoolScan, AHoleLeftByAFailedWriteDoesNotHideLaterRecords) {
+  // Writes complete in any order: record 2's write failed (its space stayed zeros) while
+  // record 3, written after it, succeeded and may have been acknowledged.
+  const std::string head = segment_record(1);
+  const std::string a = message_record(1, "one\r\n");
+  const std::string b = message_record(2, "two two\r\n");
+  const std::string c = message_record(3, "three\r\n");
+  SegmentScan s;
+  const auto got = ids(head + a + std::string(b.size(), '\0') + c + std::string(4096, '\0'), &s);
+  EXPECT_EQ(got, (std::vector<std::uint64_t>{1, 3}));
+  ASSERT_EQ(s.corrupt.size(), 1u);
+  EXPECT_EQ(s.corrupt[0].offset, head.size() + a.size());
+  EXPECT_EQ(s.corrupt[0].length, b.size());
+  EXPECT_EQ(s.valid_end, head.size() + a.size() + b.size() + c.size());
+  EXPECT_FALSE(s.torn_tail);
+}
+
 TEST(SpoolScan, NewerFormatVersionIsRefused) {
   std::string seg = segment_record(1) + message_record(1, "x\r\n");
   // Re-encode the segment record's header with version 2.

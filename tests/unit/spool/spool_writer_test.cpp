@@ -129,6 +129,73 @@ TEST(SpoolWriter, BatchModeAcksOnlyDurableAndGroupsSyncs) {
   EXPECT_EQ(rep.corrupt_records, 0u);
 }
 
+// Closed-loop writers, as SMTP clients waiting for their 250: each appends its next message
+// only once the previous one is acked, after a short think time. With a batch wait set, a
+// batch whose wait ends while the previous batch is still syncing must close when that sync
+// is done; otherwise it waits for batch_max_messages that the waiting clients never send.
+TEST(SpoolWriter, BatchWaitEndingDuringASyncDoesNotStallClosedLoopWriters) {
+  TempDir d;
+  SpoolConfig cfg;
+  cfg.dir = d.path;
+  cfg.batch_max_wait_us = 1000;
+  cfg.batch_max_messages = 64;
+  constexpr int kWriters = 8;
+  constexpr int kEach = 60;
+  io::Reactor r(io::ReactorConfig{}, 0);
+  SpoolTotals totals;
+  SpoolWriter w(r, cfg, totals, 0, 0);
+  struct Writer {
+    TestMessage msg;
+    io::Timer think;
+    int sent = 0;
+    unsigned seed = 0;
+    SpoolWriter* w = nullptr;
+    int* finished = nullptr;
+    io::Reactor* r = nullptr;
+  };
+  int finished = 0;
+  std::vector<std::unique_ptr<Writer>> writers;
+  for (int i = 0; i < kWriters; ++i) {
+    auto wr = std::make_unique<Writer>();
+    wr->seed = static_cast<unsigned>(i * 7919 + 1);
+    wr->w = &w;
+    wr->finished = &finished;
+    wr->r = &r;
+    wr->think.set_callback([](io::Timer&, void* p) {
+      auto* me = static_cast<Writer*>(p);
+      // Large enough that a sync takes a while, so batch waits end during syncs.
+      prepare(me->msg, me->w->next_id(), "Subject: x\r\n\r\n" + std::string(100'000, 'b') + "\r\n");
+      me->msg.pm.owner = me;
+      me->msg.pm.done = [](PendingMessage& m, int res) {
+        auto* self = static_cast<Writer*>(m.owner);
+        EXPECT_EQ(res, 0);
+        if (++self->sent == kEach) {
+          if (++*self->finished == kWriters) self->r->request_stop();
+          return;
+        }
+        self->seed = self->seed * 1103515245u + 12345u;
+        self->r->timers().arm(self->think, (self->seed >> 16) % 3);
+      };
+      me->w->append(me->msg.pm);
+    }, wr.get());
+    r.timers().arm(wr->think, static_cast<std::uint64_t>(i % 3));
+    writers.push_back(std::move(wr));
+  }
+  bool stalled = false;
+  std::pair<bool*, io::Reactor*> wctx{&stalled, &r};
+  io::Timer watchdog([](io::Timer&, void* p) {
+    auto* c = static_cast<std::pair<bool*, io::Reactor*>*>(p);
+    *c->first = true;
+    c->second->request_stop();
+  }, &wctx);
+  r.timers().arm(watchdog, 10'000);
+  r.run();
+  watchdog.cancel();
+  for (auto& wr : writers) wr->think.cancel();
+  EXPECT_FALSE(stalled) << finished << " of " << kWriters << " writers finished in 10 s";
+  EXPECT_EQ(finished, kWriters);
+}
+
 TEST(SpoolWriter, AlwaysSyncsEveryMessage) {
   TempDir d;
   SpoolConfig cfg;
