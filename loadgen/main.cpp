@@ -71,6 +71,15 @@ int run(int argc, char** argv) {
     std::cerr << "ringmta-loadgen: " << e.what() << "\n";
     return 2;
   }
+  // The threads append their lines to one ledger; it describes this run only, so it starts
+  // empty (like --json, which is rewritten).
+  if (!config.ledger_path.empty()) {
+    std::ofstream ledger(config.ledger_path, std::ios::trunc);
+    if (!ledger) {
+      std::cerr << "ringmta-loadgen: cannot write " << config.ledger_path << "\n";
+      return 2;
+    }
+  }
   const bool live = config.progress && isatty(STDERR_FILENO) != 0;
   std::uint64_t last_accepted = 0;
   Results results;
