@@ -121,6 +121,8 @@ bool parse_duration_ns(std::string_view text, std::uint64_t& out, std::string& w
     scale = 60 * kNsPerSecond;
   } else if (unit == "h") {
     scale = 3600 * kNsPerSecond;
+  } else if (unit.empty() && whole == 0 && frac == 0) {
+    scale = 1;  // zero is zero in any unit
   } else if (unit.empty()) {
     return bad(in_quotes(text) + " needs a unit (ns, us, ms, s, m or h)");
   } else {

@@ -340,7 +340,7 @@ TEST(RelayConfig, HelpSpeaksPostfixAndShowsDefaults) {
                         "--print-config",
                         "relayhost = [127.0.0.1]:2526",
                         "--route '*=127.0.0.1:2526'",
-                        "Exit codes: 0 ok, 2 bad usage or configuration."}) {
+                        "Exit codes: 0 ok; 1 the spool cannot be used"}) {
     EXPECT_NE(r.out.find(s), std::string::npos) << s << "\n" << r.out;
   }
   std::istringstream lines(r.out);
@@ -1166,6 +1166,8 @@ TEST(TomlValue, DurationsBareOrWithUnits) {
   EXPECT_EQ(ns, 10'000'000'000u);
   EXPECT_FALSE(config::parse_duration_ns("10", ns, why, config::BareNumber::refused));
   EXPECT_EQ(why, "'10' needs a unit (ns, us, ms, s, m or h)");
+  ASSERT_TRUE(config::parse_duration_ns("0", ns, why, config::BareNumber::refused));
+  EXPECT_EQ(ns, 0u);  // zero is zero in any unit
   EXPECT_FALSE(config::parse_duration_ns("10x", ns, why));
   EXPECT_EQ(why, "'10x': unknown unit 'x' (ns, us, ms, s, m or h; none means seconds)");
   EXPECT_FALSE(config::parse_duration_ns("x", ns, why));
