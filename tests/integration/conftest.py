@@ -9,6 +9,9 @@
 - a per-test wall-clock bound (default 60 s; `@pytest.mark.timeout(N)`), raised in the test
   as TestTimeout.
 - `loadgen`: a factory that runs ringmta-loadgen (loadgenlib.py), bounded, stopped by PID.
+- `relay`: a factory that starts ringmta-relay (relaylib.py) on 127.0.0.1:0 with a spool in
+  the test's tmp_path, waits for its ready line, and at teardown stops it by PID and checks
+  its exit status (a relay the test SIGKILLed on purpose is exempt) and stderr.
 
 Binaries: $RINGMTA_BIN (default build/asan/bin) and, for the scale test,
 $RINGMTA_RELEASE_BIN (default build/bin)."""
@@ -17,7 +20,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import signal
 import subprocess
 import time
@@ -25,32 +27,22 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+from proclib import (asan_binary, check_sanitizers, launcher, release_binary,
+                      sanitizer_report, stop_process)
+
 DEFAULT_TIMEOUT = 60.0
 
 READY = re.compile(
     r"^ringmta-sink (\S+) listening on (.+?)(?: metrics (\S+))? mode (\S+) threads (\d+)$"
 )
-SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:", "ThreadSanitizer")
-
-
-def bin_dir(env: str, default: str) -> Path:
-    p = Path(os.environ.get(env, default))
-    return p if p.is_absolute() else REPO / p
 
 
 def sink_binary() -> Path:
-    return bin_dir("RINGMTA_BIN", "build/asan/bin") / "ringmta-sink"
+    return asan_binary("ringmta-sink")
 
 
 def release_sink_binary() -> Path:
-    return bin_dir("RINGMTA_RELEASE_BIN", "build/bin") / "ringmta-sink"
-
-
-def _launcher() -> list[str]:
-    # setpriv execs the sink in place (same PID) with SIGKILL as its parent-death signal.
-    sp = shutil.which("setpriv")
-    return [sp, "--pdeathsig", "KILL", "--"] if sp else []
+    return release_binary("ringmta-sink")
 
 
 # ---- Per-test time bound ----------------------------------------------------------------------
@@ -117,7 +109,7 @@ class Sink:
             raise AssertionError(f"{self.binary} is missing: build it (cmake --build --preset asan)")
         with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err:
             self.proc = subprocess.Popen(
-                _launcher() + [str(self.binary)] + self.args,
+                launcher() + [str(self.binary)] + self.args,
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=err,
@@ -172,14 +164,8 @@ class Sink:
         killed by that signal)."""
         if self.proc is None:
             return 0
-        if self.proc.poll() is None:
-            try:
-                self.proc.send_signal(signal.SIGTERM)
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.killed = True
-                self.proc.kill()
-                self.proc.wait(10)
+        if stop_process(self.proc, timeout):
+            self.killed = True
         self.returncode = self.proc.returncode
         return self.returncode
 
@@ -228,10 +214,8 @@ class SinkFactory:
             elif s.expect_exit is not None and rc != s.expect_exit:
                 how = "after SIGTERM" if was_running else "on its own"
                 problems.append(f"{s.describe()} exited {rc} {how}, expected {s.expect_exit}; stderr:\n{err[-4000:]}")
-            for mark in SANITIZER_MARKS:
-                if mark in err:
-                    problems.append(f"{s.describe()}: sanitizer report in stderr:\n{err[-6000:]}")
-                    break
+            if sanitizer_report(err):
+                problems.append(f"{s.describe()}: sanitizer report in stderr:\n{err[-6000:]}")
         return problems
 
 
@@ -256,15 +240,14 @@ def run_sink(tmp_path):
         b = binary or sink_binary()
         assert b.exists(), f"{b} is missing: build it (cmake --build --preset asan)"
         p = subprocess.run(
-            _launcher() + [str(b)] + list(args),
+            launcher() + [str(b)] + list(args),
             stdin=subprocess.DEVNULL,
             capture_output=True,
             timeout=timeout,
             cwd=tmp_path,
         )
         err = p.stderr.decode(errors="replace")
-        for mark in SANITIZER_MARKS:
-            assert mark not in err, f"sanitizer report from ringmta-sink {args}:\n{err}"
+        check_sanitizers(err, f"ringmta-sink {args}")
         return p.returncode, p.stdout.decode(errors="replace"), err
 
     return run
@@ -295,6 +278,28 @@ def loadgen(tmp_path, request):
 _LOADGENS = pytest.StashKey[object]()
 
 
+@pytest.fixture
+def relay(tmp_path, request):
+    """A factory for ringmta-relay processes (relaylib.RelayFactory): relay(*args, spool=DIR,
+    binary=PATH, expect_exit=0) returns it ready. At teardown every one still running is
+    stopped by PID (SIGTERM, then SIGKILL) and must have exited as expected, with no
+    sanitizer report."""
+    from relaylib import RelayFactory
+
+    factory = RelayFactory(tmp_path)
+    request.node.stash[_RELAYS] = factory
+    try:
+        yield factory
+    finally:
+        _disarm()
+        problems = factory.finish()
+    if problems:
+        pytest.fail("\n".join(problems), pytrace=False)
+
+
+_RELAYS = pytest.StashKey[object]()
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     outcome = yield
@@ -306,6 +311,9 @@ def pytest_runtest_makereport(item, call):
         for r in item.stash[_LOADGENS].runs:
             report.sections.append((f"{r.name} output ({r.describe()})",
                                     (r.stderr()[-3000:] + r.stdout()[-3000:]) or "(empty)"))
+    if report.failed and _RELAYS in item.stash:
+        for r in item.stash[_RELAYS].relays:
+            report.sections.append((f"{r.name} stderr ({r.describe()})", r.stderr()[-6000:] or "(empty)"))
 
 
 # ---- Figures worth seeing in every run (printed after the test summary) ----------------------

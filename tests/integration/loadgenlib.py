@@ -8,32 +8,20 @@ Binary: $RINGMTA_BIN/ringmta-loadgen (default build/asan/bin)."""
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
-import signal
 import socket
 import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from proclib import asan_binary, check_sanitizers, launcher, sanitizer_report, stop_process
 from sinklib import DigestLine
 
-REPO = Path(__file__).resolve().parents[2]
-SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:", "ThreadSanitizer")
 
 
 def loadgen_binary() -> Path:
-    p = Path(os.environ.get("RINGMTA_BIN", "build/asan/bin"))
-    return (p if p.is_absolute() else REPO / p) / "ringmta-loadgen"
-
-
-def launcher() -> list[str]:
-    # setpriv execs the program in place (same PID) with SIGKILL as its parent-death signal,
-    # so nothing outlives pytest.
-    sp = shutil.which("setpriv")
-    return [sp, "--pdeathsig", "KILL", "--"] if sp else []
+    return asan_binary("ringmta-loadgen")
 
 
 def free_port() -> int:
@@ -175,14 +163,8 @@ class LoadgenRun:
     def stop(self, timeout: float = 10.0) -> int:
         if self.proc is None:
             return 0
-        if self.proc.poll() is None:
-            try:
-                self.proc.send_signal(signal.SIGTERM)
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.killed = True
-                self.proc.kill()
-                self.proc.wait(10)
+        if stop_process(self.proc, timeout):
+            self.killed = True
         self.returncode = self.proc.returncode
         return self.returncode
 
@@ -202,9 +184,7 @@ class LoadgenRun:
             return ""
 
     def check_sanitizers(self) -> None:
-        err = self.stderr()
-        for mark in SANITIZER_MARKS:
-            assert mark not in err, f"sanitizer report from {self.describe()}:\n{err[-6000:]}"
+        check_sanitizers(self.stderr(), self.describe())
 
     @property
     def json(self) -> dict:
@@ -268,10 +248,8 @@ class LoadgenFactory:
             if r.killed:
                 problems.append(f"{r.describe()} did not stop within 10 s of SIGTERM; killed")
             err = r.stderr()
-            for mark in SANITIZER_MARKS:
-                if mark in err:
-                    problems.append(f"{r.describe()}: sanitizer report in stderr:\n{err[-6000:]}")
-                    break
+            if sanitizer_report(err):
+                problems.append(f"{r.describe()}: sanitizer report in stderr:\n{err[-6000:]}")
         return problems
 
 
@@ -313,13 +291,8 @@ class PostfixSink:
             time.sleep(0.05)
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        if self.proc is not None:
+            stop_process(self.proc, 10)
 
     def counters(self) -> dict[str, int]:
         """The last of smtp-sink -c's counters ("sess=N quit=N mesg=N")."""
