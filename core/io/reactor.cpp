@@ -1,6 +1,9 @@
 // The per-thread io_uring event loop; see reactor.hpp.
 #include "core/io/reactor.hpp"
 
+#include <fcntl.h>
+#include <limits.h>
+
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/eventfd.h>
@@ -55,6 +58,7 @@ std::string Reactor::probe_kernel(const ReactorConfig& config) {
       {IORING_OP_RECV, "IORING_OP_RECV (Linux 5.6)"},
       {IORING_OP_SEND, "IORING_OP_SEND (Linux 5.6)"},
       {IORING_OP_SENDMSG, "IORING_OP_SENDMSG (Linux 5.3)"},
+      {IORING_OP_SPLICE, "IORING_OP_SPLICE (Linux 5.7)"},
       {IORING_OP_ASYNC_CANCEL, "IORING_OP_ASYNC_CANCEL (Linux 5.5)"},
       {IORING_OP_READ, "IORING_OP_READ (Linux 5.6)"},
       {IORING_OP_MSG_RING, "IORING_OP_MSG_RING (Linux 5.18)"},
@@ -97,24 +101,70 @@ bool Connection::sendv(const iovec* iov, unsigned count) {
     return false;
   }
   for (unsigned i = 0; i < count; ++i) iov_[i] = iov[i];
+  iov_ptr_ = iov_;
   iov_count_ = count;
   return submit_send();
+}
+
+bool Connection::sendv_owned(const iovec* iov, unsigned count) {
+  if (send_in_flight_ || closing_ || connecting_ || count == 0 || count > IOV_MAX) return false;
+  if (count <= std::size(iov_)) return sendv(iov, count);
+  iov_ptr_ = iov;
+  iov_count_ = count;
+  return submit_send();
+}
+
+bool Connection::send_file(int file_fd, std::uint64_t offset, std::uint64_t len) {
+  if (send_in_flight_ || closing_ || connecting_ || len == 0) return false;
+  if (pipe_[0] < 0) {
+    if (::pipe2(pipe_, O_CLOEXEC | O_NONBLOCK) != 0) return false;
+    // A larger pipe moves a typical message in one pair of splices; the default (64 KiB)
+    // stays if the limit refuses it.
+    ::fcntl(pipe_[1], F_SETPIPE_SZ, 1 << 20);
+  }
+  splice_fd_ = file_fd;
+  splice_offset_ = offset;
+  splice_left_ = len;
+  pipe_bytes_ = 0;
+  splice_sent_ = 0;
+  splicing_ = true;
+  send_in_flight_ = true;
+  submit_splice_in();
+  return true;
+}
+
+void Connection::submit_splice_in() {
+  const int cap = ::fcntl(pipe_[1], F_GETPIPE_SZ);
+  const std::uint64_t room = cap > 0 ? static_cast<std::uint64_t>(cap) : 65536;
+  const auto n = static_cast<unsigned>(splice_left_ < room ? splice_left_ : room);
+  io_uring_sqe* s = reactor_->sqe();
+  io_uring_prep_splice(s, splice_fd_, static_cast<std::int64_t>(splice_offset_), pipe_[1], -1, n,
+                       0);
+  io_uring_sqe_set_data64(s, encode_tag(OpKind::splice_in, generation_, slot_));
+  ++inflight_;
+}
+
+void Connection::submit_splice_out() {
+  io_uring_sqe* s = reactor_->sqe();
+  io_uring_prep_splice(s, pipe_[0], -1, fd_, -1, pipe_bytes_, 0);
+  io_uring_sqe_set_data64(s, encode_tag(OpKind::splice_out, generation_, slot_));
+  ++inflight_;
 }
 
 bool Connection::submit_send() {
   Reactor& r = *reactor_;
   io_uring_sqe* s = r.sqe();
   std::size_t total = 0;
-  for (unsigned i = 0; i < iov_count_; ++i) total += iov_[i].iov_len;
+  for (unsigned i = 0; i < iov_count_; ++i) total += iov_ptr_[i].iov_len;
   const bool zc = r.config_.send_zerocopy && total >= r.config_.zerocopy_threshold;
   if (iov_count_ == 1 && !zc) {
-    io_uring_prep_send(s, fd_, iov_[0].iov_base, iov_[0].iov_len, MSG_NOSIGNAL);
+    io_uring_prep_send(s, fd_, iov_ptr_[0].iov_base, iov_ptr_[0].iov_len, MSG_NOSIGNAL);
   } else if (iov_count_ == 1) {
-    io_uring_prep_send_zc(s, fd_, iov_[0].iov_base, iov_[0].iov_len, MSG_NOSIGNAL,
+    io_uring_prep_send_zc(s, fd_, iov_ptr_[0].iov_base, iov_ptr_[0].iov_len, MSG_NOSIGNAL,
                           IORING_SEND_ZC_REPORT_USAGE);
   } else {
     msg_ = msghdr{};
-    msg_.msg_iov = iov_;
+    msg_.msg_iov = const_cast<iovec*>(iov_ptr_);
     msg_.msg_iovlen = iov_count_;
     if (zc) {
       io_uring_prep_sendmsg_zc(s, fd_, &msg_, MSG_NOSIGNAL);
@@ -182,6 +232,16 @@ void Connection::close() {
     io_uring_prep_cancel64(s, encode_tag(OpKind::recv, generation_, slot_), 0);
     io_uring_sqe_set_data64(s, encode_tag(OpKind::cancel, generation_, slot_));
     ++inflight_;
+  }
+  if (splicing_) {
+    // A splice to a socket whose peer stopped reading waits in an io-wq worker: cancel it
+    // (either half may be the one in flight).
+    for (OpKind k : {OpKind::splice_in, OpKind::splice_out}) {
+      io_uring_sqe* s = reactor_->sqe();
+      io_uring_prep_cancel64(s, encode_tag(k, generation_, slot_), 0);
+      io_uring_sqe_set_data64(s, encode_tag(OpKind::cancel, generation_, slot_));
+      ++inflight_;
+    }
   }
   reactor_->maybe_finish(*this);
 }
@@ -389,6 +449,8 @@ void Reactor::dispatch(io_uring_cqe* cqe) {
     case OpKind::cancel:
     case OpKind::close:
     case OpKind::connect:
+    case OpKind::splice_in:
+    case OpKind::splice_out:
       break;
   }
   Connection* c = lookup(tag.slot, tag.generation);
@@ -409,6 +471,10 @@ void Reactor::dispatch(io_uring_cqe* cqe) {
       return;
     case OpKind::connect:
       on_connect(*c, cqe);
+      return;
+    case OpKind::splice_in:
+    case OpKind::splice_out:
+      on_splice(*c, tag.kind == OpKind::splice_in, cqe->res);
       return;
     default:  // cancel, close: only their completion matters
       op_done(*c);
@@ -585,6 +651,41 @@ void Reactor::on_send(Connection& c, const io_uring_cqe* cqe) {
   op_done(c);
 }
 
+void Reactor::on_splice(Connection& c, bool in, int res) {
+  if (res <= 0 || c.closing_) {
+    // An error, the end of the file (it is shorter than promised), or a cancel at close.
+    c.splicing_ = false;
+    c.send_in_flight_ = false;
+    if (!c.closing_) {
+      c.close_err_ = res < 0 ? res : -EIO;
+      c.close();
+    }
+    op_done(c);
+    return;
+  }
+  const auto n = static_cast<std::uint32_t>(res);
+  if (in) {
+    c.splice_offset_ += n;
+    c.splice_left_ -= n;
+    c.pipe_bytes_ += n;
+    c.submit_splice_out();
+  } else {
+    c.pipe_bytes_ -= n;
+    c.splice_sent_ += n;
+    stats_.sent_bytes += n;
+    if (c.pipe_bytes_ != 0) {
+      c.submit_splice_out();  // the socket took part of it
+    } else if (c.splice_left_ != 0) {
+      c.submit_splice_in();
+    } else {
+      c.splicing_ = false;
+      c.send_in_flight_ = false;
+      c.handler_->on_sent(c, static_cast<std::size_t>(c.splice_sent_));
+    }
+  }
+  op_done(c);
+}
+
 void Reactor::op_done(Connection& c) {
   --c.inflight_;
   maybe_finish(c);
@@ -605,6 +706,10 @@ void Reactor::finish_closed() {
     Connection& c = *slots_[slot];
     ::close(c.fd_);
     c.fd_ = -1;
+    if (c.pipe_[0] >= 0) {
+      ::close(c.pipe_[0]);
+      ::close(c.pipe_[1]);
+    }
     --live_;
     ++stats_.closed;
     c.handler_->on_close(c, c.close_err_);

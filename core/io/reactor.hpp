@@ -108,7 +108,15 @@ class Connection {
   // Sends data; the memory must stay valid and unchanged until on_sent. One send at a time:
   // returns false if one is in flight or the connection is closing.
   bool send(std::string_view data);
-  bool sendv(const iovec* iov, unsigned count);
+  bool sendv(const iovec* iov, unsigned count);  // up to 8 pieces, copied
+  // Up to IOV_MAX pieces; the array itself (not only what it points at) must stay valid
+  // until on_sent.
+  bool sendv_owned(const iovec* iov, unsigned count);
+  // Sends len bytes of file_fd from offset by splice through a pipe of this connection: the
+  // bytes go from the page cache to the socket without a copy in user memory. on_sent
+  // reports the bytes sent (all of them, or fewer after an error that closes the
+  // connection). file_fd must stay open until then.
+  bool send_file(int file_fd, std::uint64_t offset, std::uint64_t len);
   bool sending() const { return send_in_flight_; }
   // Stops receiving (the handler holds too much unread input) and starts again.
   void pause_recv();
@@ -126,6 +134,8 @@ class Connection {
   Connection() = default;
   void arm_recv();
   bool submit_send();
+  void submit_splice_in();
+  void submit_splice_out();
 
   Reactor* reactor_ = nullptr;
   std::unique_ptr<ConnectionHandler> handler_;
@@ -147,7 +157,16 @@ class Connection {
   int close_err_ = 0;
   msghdr msg_{};
   iovec iov_[8]{};
+  const iovec* iov_ptr_ = iov_;  // iov_ or the caller's array (sendv_owned)
   unsigned iov_count_ = 0;
+  // send_file: file -> pipe -> socket.
+  int pipe_[2] = {-1, -1};
+  int splice_fd_ = -1;
+  std::uint64_t splice_offset_ = 0;
+  std::uint64_t splice_left_ = 0;   // file bytes not yet in the pipe
+  std::uint32_t pipe_bytes_ = 0;    // bytes in the pipe, not yet on the socket
+  std::uint64_t splice_sent_ = 0;   // bytes on the socket so far
+  bool splicing_ = false;
   Timer deadline_;
 };
 
@@ -222,6 +241,7 @@ class Reactor {
   void on_recv(Connection& c, const io_uring_cqe* cqe);
   void on_send(Connection& c, const io_uring_cqe* cqe);
   void on_connect(Connection& c, const io_uring_cqe* cqe);
+  void on_splice(Connection& c, bool in, int res);
   Connection& new_connection(int fd);
   void op_done(Connection& c);
   void maybe_finish(Connection& c);

@@ -19,6 +19,8 @@ enum class OpKind : std::uint8_t {
   wake,           // the reactor's eventfd read
   message,        // IORING_OP_MSG_RING arriving from another reactor
   message_sent,   // completion of our own MSG_RING submission
+  splice_in,      // slot: connection (file -> its pipe)
+  splice_out,     // slot: connection (its pipe -> socket)
 };
 
 struct OpTag {
