@@ -195,4 +195,36 @@ bool decode_message_payload(std::string_view payload, StoredMessage& m, std::str
   return true;
 }
 
+void encode_outcome(std::uint64_t message_id, std::span<const RecipientOutcome> entries,
+                    std::string& out) {
+  put64(out, message_id);
+  const std::size_t n = entries.size() > 0xFFFF ? 0xFFFF : entries.size();
+  put16(out, static_cast<std::uint16_t>(n));
+  for (std::size_t i = 0; i < n; ++i) {
+    const RecipientOutcome& e = entries[i];
+    put32(out, e.index);
+    out += static_cast<char>(e.state);
+    put16(out, e.attempts);
+    put64(out, e.next_attempt_unix_ms);
+  }
+}
+
+bool decode_outcome(std::string_view payload, std::uint64_t& message_id,
+                    std::vector<RecipientOutcome>& entries) {
+  entries.clear();
+  Reader r(payload);
+  std::uint16_t n = 0;
+  if (!r.u64(message_id) || !r.u16(n) || r.rest().size() != n * kOutcomeEntryBytes) return false;
+  entries.resize(n);
+  for (RecipientOutcome& e : entries) {
+    std::uint8_t state = 0;
+    if (!r.u32(e.index) || !r.u8(state) || !r.u16(e.attempts) || !r.u64(e.next_attempt_unix_ms)) {
+      return false;
+    }
+    if (state < 1 || state > 3) return false;
+    e.state = static_cast<RecipientState>(state);
+  }
+  return true;
+}
+
 }  // namespace ringmta::spool

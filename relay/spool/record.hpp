@@ -79,6 +79,10 @@ struct EnvelopeView {
 };
 inline constexpr std::uint8_t kFlagSmtputf8 = 1;
 inline constexpr std::uint8_t kFlag8bit = 2;
+// The body's stored and other wire forms differ: it has a line starting with "." (stuffed
+// from DATA, or to be stuffed for DATA), or (raw) it does not end in CRLF. Without this flag
+// the stored bytes serve DATA and BDAT alike, so delivery picks either without a copy.
+inline constexpr std::uint8_t kFlagNeedsTransform = 4;
 
 // Appends the envelope part of a message payload; the body (body_length bytes) follows it.
 // Strings longer than 65535 bytes are refused (false): no legal SMTP field is.
@@ -104,6 +108,36 @@ struct StoredMessage {
 // Splits a message payload into its envelope and a view of the body.
 bool decode_message_payload(std::string_view payload, StoredMessage& out, std::string_view& body,
                             std::string* why);
+
+// ---- Outcome record: what became of some recipients of a message. -------------------------
+// Written with the same group commit as messages, into the writing thread's current segment
+// (which need not be the message's). Recipients are named by their index in the message
+// record. A later record for the same recipient supersedes an earlier one.
+enum class RecipientState : std::uint8_t {
+  pending = 0,    // never written: the state of a recipient no record mentions
+  delivered = 1,  // the next hop took responsibility (final)
+  failed = 2,     // permanently failed or expired; a bounce, if due, is already queued (final)
+  deferred = 3,   // temporarily failed; next_attempt says when to try again
+};
+inline bool is_final(RecipientState s) {
+  return s == RecipientState::delivered || s == RecipientState::failed;
+}
+
+struct RecipientOutcome {
+  std::uint32_t index = 0;
+  RecipientState state = RecipientState::pending;
+  std::uint16_t attempts = 0;
+  std::uint64_t next_attempt_unix_ms = 0;  // deferred only
+  friend bool operator==(const RecipientOutcome&, const RecipientOutcome&) = default;
+};
+
+inline constexpr std::size_t kOutcomeEntryBytes = 4 + 1 + 2 + 8;
+// Appends an outcome payload (at most 65535 entries: split larger lists).
+void encode_outcome(std::uint64_t message_id, std::span<const RecipientOutcome> entries,
+                    std::string& out);
+// Decodes one; entries is cleared first. False when malformed.
+bool decode_outcome(std::string_view payload, std::uint64_t& message_id,
+                    std::vector<RecipientOutcome>& entries);
 
 // ---- Reading a whole segment. ---------------------------------------------------------------
 struct SegmentScan {

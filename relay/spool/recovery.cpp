@@ -53,6 +53,17 @@ bool quarantine(const std::string& spool, const std::string& seg_path, std::uint
 bool recover_spool(const std::string& dir, bool repair,
                    const std::function<void(const RecoveredMessage&)>& visit,
                    RecoveryReport& report, std::string* error) {
+  struct OnlyMessages : RecoveryVisitor {
+    const std::function<void(const RecoveredMessage&)>* f;
+    void on_message(const RecoveredMessage& m) override { (*f)(m); }
+  } v;
+  v.f = &visit;
+  return recover_spool(dir, repair, v, report, error);
+}
+
+bool recover_spool(const std::string& dir, bool repair, RecoveryVisitor& visit,
+                   RecoveryReport& report, std::string* error) {
+  std::vector<RecipientOutcome> entries;
   const auto t0 = std::chrono::steady_clock::now();
   for (const std::string& tdir : list(dir, true, "t")) {
     const unsigned thread = static_cast<unsigned>(std::strtoul(tdir.c_str() + 1, nullptr, 10));
@@ -74,13 +85,33 @@ bool recover_spool(const std::string& dir, bool repair,
       }
       const std::string_view bytes(static_cast<const char*>(map), size);
       std::uint64_t found = 0;
+      const auto file_sequence = std::strtoull(name.c_str() + 4, nullptr, 16);
       const SegmentScan scan = scan_segment(bytes, [&](const RecordHeader& h,
                                                        std::string_view payload,
                                                        std::uint64_t offset) {
-        if (h.type != RecordType::message) return;  // outcome records: part 2
-        RecoveredMessage m;
         std::string why;
-        if (!decode_message_payload(payload, m.envelope, m.body, &why)) {
+        if (h.type == RecordType::outcome) {
+          RecoveredOutcome o;
+          if (!decode_outcome(payload, o.message_id, entries)) {
+            why = "malformed outcome record";
+          } else {
+            ++found;
+            o.entries = &entries;
+            o.thread = thread;
+            o.sequence = file_sequence;
+            visit.on_outcome(o);
+            return;
+          }
+        }
+        RecoveredMessage m;
+        if (h.type != RecordType::message) {
+          if (why.empty()) why = "unknown record type " + std::to_string(static_cast<int>(h.type));
+        } else if (decode_message_payload(payload, m.envelope, m.body, &why)) {
+          why.clear();
+        } else if (why.empty()) {
+          why = "malformed message record";
+        }
+        if (!why.empty()) {
           // The checksum matched, so this was written that way: a bug, not the disk.
           report.log.push_back("record at " + path + "@" + std::to_string(offset) +
                                " has a good checksum but does not decode: " + why);
@@ -90,12 +121,16 @@ bool recover_spool(const std::string& dir, bool repair,
           return;
         }
         m.segment = path;
+        m.thread = thread;
+        m.sequence = file_sequence;
         m.offset = offset;
+        m.body_offset = static_cast<std::uint64_t>(m.body.data() - bytes.data());
+        m.record_bytes = kHeaderSize + h.length;
         ++found;
         ++report.messages;
         report.recipients += m.envelope.recipients.size();
         report.bytes += kHeaderSize + h.length;
-        visit(m);
+        visit.on_message(m);
       });
       if (scan.newer_version) {
         if (map != nullptr) ::munmap(map, size);
@@ -120,7 +155,6 @@ bool recover_spool(const std::string& dir, bool repair,
         ++report.corrupt_records;
         if (repair) quarantine(dir, path, b.offset, bytes.substr(b.offset, b.length), report);
       }
-      if (map != nullptr) ::munmap(map, size);
       if (repair && !scan.has_segment_record && found == 0) {
         bool all_zero = true;
         for (char c : bytes) {
@@ -137,7 +171,10 @@ bool recover_spool(const std::string& dir, bool repair,
           quarantine(dir, path, 0, bytes, report);
           ::unlink(path.c_str());
         }
-      } else if (scan.torn_tail) {
+      } else {
+        visit.on_segment(thread, file_sequence, path);
+      }
+      if (scan.torn_tail && (!repair || scan.has_segment_record || found != 0)) {
         ++report.torn_tails;
         if (repair) {
           // Cut the partial record off; nothing is ever appended to an old segment again.
@@ -146,6 +183,7 @@ bool recover_spool(const std::string& dir, bool repair,
                                std::to_string(scan.valid_end));
         }
       }
+      if (map != nullptr) ::munmap(map, size);  // last: the checks above read the mapping
       ::close(fd);
     }
   }

@@ -186,12 +186,13 @@ void SpoolWriter::append(PendingMessage& m) {
     }
   }
   RecordHeader h;
-  h.type = RecordType::message;
+  h.type = m.type;
   h.length = static_cast<std::uint32_t>(m.payload_bytes);
   h.payload_crc = m.payload_crc;
   encode_header(h, m.header);
   m.iov[0] = iovec{m.header, kHeaderSize};
   m.offset = current_->end;
+  m.segment_sequence = current_->sequence;
   m.segment = current_;
   m.written = false;
   m.result = 0;
@@ -200,8 +201,10 @@ void SpoolWriter::append(PendingMessage& m) {
   m.writer = this;
   current_->end += total;
   ++current_->users;
-  totals_.bytes.fetch_add(total, std::memory_order_relaxed);
-  totals_.messages.fetch_add(1, std::memory_order_relaxed);
+  if (m.type == RecordType::message) {
+    totals_.bytes.fetch_add(total, std::memory_order_relaxed);
+    totals_.messages.fetch_add(1, std::memory_order_relaxed);
+  }
   if (config_.durability == Durability::batch) {
     Batch& b = open_;
     if (b.segments.empty() || b.segments.back() != current_) {
@@ -348,7 +351,7 @@ void SpoolWriter::sync_failed(int err) {
 }
 
 void SpoolWriter::finish(PendingMessage& m, int result) {
-  if (result != 0) {
+  if (result != 0 && m.type == RecordType::message) {
     totals_.bytes.fetch_sub(kHeaderSize + m.payload_bytes, std::memory_order_relaxed);
     totals_.messages.fetch_sub(1, std::memory_order_relaxed);
   }

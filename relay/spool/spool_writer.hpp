@@ -14,6 +14,7 @@
 
 #include "core/io/buffer_ring.hpp"
 #include "core/io/reactor.hpp"
+#include "relay/spool/record.hpp"
 
 namespace ringmta::spool {
 
@@ -41,9 +42,11 @@ struct SpoolTotals {
   std::atomic<int> failure_errno{0};
 };
 
-// A message on its way to the spool. Owned by the session, which keeps it (and what its
-// iovecs point at) alive until done() is called.
+// A record on its way to the spool: a message (owned by its session) or an outcome record
+// (owned by the queue). The owner keeps it (and what its iovecs point at) alive until done()
+// is called.
 struct PendingMessage {
+  RecordType type = RecordType::message;
   // Filled by the session: iov[0] is the 24-byte record header the writer fills in; then the
   // envelope, the Received: header and the body pieces.
   std::vector<iovec> iov;
@@ -53,8 +56,10 @@ struct PendingMessage {
   // Called on the writer's thread: 0 when durable (per the mode), else -errno.
   void (*done)(PendingMessage& m, int result) = nullptr;
   void* owner = nullptr;
-  // The writer's bookkeeping.
+  // Where the record went (valid in done() when result is 0, and after).
   std::uint64_t offset = 0;
+  std::uint64_t segment_sequence = 0;
+  // The writer's bookkeeping.
   int result = 0;
   bool written = false;
   PendingMessage* next = nullptr;  // in its batch
@@ -86,6 +91,9 @@ class SpoolWriter {
   // Message ids: unique across threads and restarts (thread in the top bits, then a
   // sequence that starts past the current time).
   std::uint64_t next_id() { return next_id_++; }
+  // The segment now being appended to (0 before the first): never deleted while current.
+  std::uint64_t current_sequence() const { return current_ != nullptr ? current_->sequence : 0; }
+  unsigned thread() const { return thread_; }
   // Appends m; m.done() follows (possibly before append returns, on an immediate error).
   void append(PendingMessage& m);
 

@@ -278,15 +278,21 @@ TEST(SpoolRecovery, TornTailIsCutAndEmptySegmentRemoved) {
     std::fwrite(torn.data(), 1, torn.size(), f);
     std::fclose(f);
   }
-  // An empty segment left by a crash during creation.
+  // Empty segments left by a crash during creation: before the preallocation (no bytes),
+  // and after it but before the segment record was written (zeros).
   FILE* e = std::fopen((d.path + "/t0/seg-00000000000000ff.log").c_str(), "w");
+  std::fclose(e);
+  e = std::fopen((d.path + "/t0/seg-00000000000000fe.log").c_str(), "w");
+  const std::string zeros(1 << 20, '\0');
+  std::fwrite(zeros.data(), 1, zeros.size(), e);
   std::fclose(e);
   RecoveryReport rep;
   const auto got = recover(d.path, rep);
   EXPECT_EQ(got.size(), 10u);
   EXPECT_EQ(rep.torn_tails, 1u);
-  EXPECT_EQ(rep.removed_empty, 1u);
+  EXPECT_EQ(rep.removed_empty, 2u);
   EXPECT_EQ(rep.last_sequence[0], 0xffu);
+  EXPECT_FALSE(fs::exists(d.path + "/t0/seg-00000000000000fe.log"));
   // Repaired: a second recovery finds nothing to repair.
   RecoveryReport again;
   EXPECT_EQ(recover(d.path, again).size(), 10u);
