@@ -6,6 +6,7 @@
 #include <ctime>
 #include <cstdio>
 
+#include "core/smtp/ascii.hpp"
 #include "core/smtp/rfc5322_date.hpp"
 #include "relay/spool/crc32c.hpp"
 #include "relay/spool/record.hpp"
@@ -33,6 +34,41 @@ constexpr smtp::Reply kStoreFailed{451, {4, 3, 0},
                                    "Error: could not store the message, try again later"};
 constexpr smtp::Reply kTimeout{421, {4, 4, 2}, "Timeout: closing connection"};
 constexpr smtp::Reply kShuttingDown{421, {4, 3, 2}, "Service shutting down"};
+// RFC 5321 6.3: a message with too many Received: headers is in a loop (Postfix
+// hopcount_limit); RFC 3463 X.4.6: routing loop detected.
+constexpr smtp::Reply kMailLoop{554, {5, 4, 6}, "Too many hops: mail forwarding loop"};
+constexpr smtp::Reply kTooManyExpanded{452, {4, 5, 3},
+                                       "Too many recipients after alias expansion"};
+// Recipients of one message after alias expansion (each alias already expands to at most
+// 1000, checked when the configuration is loaded).
+constexpr std::size_t kMaxExpandedRecipients = 1000;
+constexpr std::string_view kReceived = "received:";
+
+// RFC 3461 4.2: ORCPT's value is xtext ("+" and "=" and controls as +HH); a UTF-8 address
+// goes as utf-8-addr-xtext (RFC 6533 3: \x{HH} for those).
+void orcpt_of(std::string_view address, std::string& out) {
+  bool ascii = true;
+  for (char c : address) ascii = ascii && static_cast<unsigned char>(c) < 0x80;
+  out.assign(ascii ? "rfc822;" : "utf-8;");
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  for (char ch : address) {
+    const auto c = static_cast<unsigned char>(ch);
+    const bool plain = ascii ? (c > 0x20 && c < 0x7F && c != '+' && c != '=')
+                             : (c > 0x20 && c != 0x7F && c != '+' && c != '=' && c != '\\');
+    if (plain) {
+      out += ch;
+    } else if (ascii) {
+      out += '+';
+      out += kHex[c >> 4];
+      out += kHex[c & 15];
+    } else {
+      out += "\\x{";
+      out += kHex[c >> 4];
+      out += kHex[c & 15];
+      out += '}';
+    }
+  }
+}
 
 std::uint64_t now_ns() {
   timespec ts{};
@@ -103,7 +139,17 @@ RelayThread::RelayThread(io::Reactor& reactor, RelayShared& shared)
       writer_(reactor, shared.spool, shared.totals, reactor.index(),
               reactor.index() < shared.last_sequence.size()
                   ? shared.last_sequence[reactor.index()]
-                  : 0) {
+                  : 0),
+      queue_(reactor, writer_, shared.totals, *shared.config, shared.routes, metrics_,
+             shared.destination_metrics.get()) {
+  // This thread's share of what recovery found (moved out: each thread takes its own).
+  if (reactor.index() < shared.recovered.size()) {
+    for (const spool::SegmentKey& k : shared.recovered_segments[reactor.index()]) {
+      queue_.segments().add(k);
+    }
+    for (spool::LiveMessage& m : shared.recovered[reactor.index()]) queue_.adopt(std::move(m));
+    shared.recovered[reactor.index()].clear();
+  }
   writer_.set_observer(
       [](void* ctx, std::uint64_t messages, std::uint64_t sync_ns) {
         auto* self = static_cast<RelayThread*>(ctx);
@@ -141,6 +187,7 @@ struct InboundSession::Record {
   std::string received;
   std::vector<spool::RecipientView> views;
   InboundSession* session = nullptr;  // nullptr: the session is gone, delete when stored
+  RelayThread* thread = nullptr;
 
   void clear() {
     pieces.clear();
@@ -160,6 +207,7 @@ InboundSession::InboundSession(RelayThread& thread, io::Connection& conn)
       client_ip_(conn.peer().host()),
       rec_(std::make_unique<Record>()) {
   rec_->session = this;
+  rec_->thread = &thread;
   thread_.metrics().inc(M::sessions_total);
   thread_.metrics().add(M::sessions_active, 1);
 }
@@ -245,24 +293,82 @@ smtp::Decision InboundSession::on_rcpt(const smtp::Command& cmd) {
     thread_.metrics().inc(M::recipients_total[O::relay_denied]);
     return smtp::Decision::respond(kRelayDenied);
   }
-  if (rcpt_count_ == rcpts_.size()) rcpts_.emplace_back();
-  Recipient& r = rcpts_[rcpt_count_++];
-  r.address = path_text(cmd.path);
-  r.notify = cmd.rcpt.notify;
-  r.orcpt.clear();
+  std::string orcpt;
   if (!cmd.rcpt.orcpt_type.empty()) {
-    r.orcpt.assign(cmd.rcpt.orcpt_type);
-    r.orcpt += ';';
-    r.orcpt.append(cmd.rcpt.orcpt_value);
+    orcpt.assign(cmd.rcpt.orcpt_type);
+    orcpt += ';';
+    orcpt.append(cmd.rcpt.orcpt_value);
+  }
+  const std::string address = path_text(cmd.path);
+  const AliasTable& aliases = thread_.shared().aliases;
+  expanded_.clear();
+  if (!aliases.empty() && !cmd.path.postmaster && aliases.expand(address, expanded_)) {
+    // Forwarded: each target keeps the recipient the client gave as its ORCPT (RFC 3461
+    // 4.2), so a bounce names the address the sender knows.
+    if (rcpt_count_ + expanded_.size() > kMaxExpandedRecipients) {
+      return smtp::Decision::respond(kTooManyExpanded);
+    }
+    if (orcpt.empty()) orcpt_of(address, orcpt);
+    for (const std::string& target : expanded_) add_recipient(target, cmd.rcpt.notify, orcpt);
+  } else {
+    if (rcpt_count_ + 1 > kMaxExpandedRecipients) return smtp::Decision::respond(kTooManyExpanded);
+    add_recipient(address, cmd.rcpt.notify, orcpt);
   }
   thread_.metrics().inc(M::recipients_total[O::accepted]);
   return smtp::Decision::accept();
 }
 
+bool InboundSession::add_recipient(std::string_view address, std::uint8_t notify,
+                                   std::string_view orcpt) {
+  if (rcpt_count_ == rcpts_.size()) rcpts_.emplace_back();
+  Recipient& r = rcpts_[rcpt_count_++];
+  r.address.assign(address);
+  r.notify = notify;
+  r.orcpt.assign(orcpt);
+  return true;
+}
+
 smtp::Decision InboundSession::on_data_start(smtp::BodyFormat format) {
   format_ = format;
   rec_->clear();
+  dot_line_ = false;
+  line_start_ = true;
+  in_headers_ = true;
+  received_match_ = 0;
+  received_count_ = 0;
+  last_byte_ = 0;
   return smtp::Decision::accept();
+}
+
+void InboundSession::scan_body(std::string_view bytes) {
+  if (bytes.empty()) return;
+  // Lines starting with ".": the stored form (stuffed from DATA, raw from BDAT) then differs
+  // from the other wire form, and delivery must pick the matching command.
+  if (!dot_line_ &&
+      ((line_start_ && bytes[0] == '.') || bytes.find("\n.") != std::string_view::npos)) {
+    dot_line_ = true;
+  }
+  // Received: headers in the header section (up to the first empty line), for loops.
+  for (std::size_t i = 0; i < bytes.size() && in_headers_; ++i) {
+    const char c = bytes[i];
+    if (line_start_) {
+      if (c == '\r' || c == '\n') {
+        in_headers_ = false;  // the empty line ending the headers
+        break;
+      }
+      received_match_ = 0;
+    }
+    if (received_match_ < kReceived.size()) {  // 0xFF: this line is not one
+      if (smtp::to_lower(c) == kReceived[received_match_]) {
+        if (++received_match_ == kReceived.size()) ++received_count_;
+      } else {
+        received_match_ = 0xFF;  // this line is something else
+      }
+    }
+    line_start_ = c == '\n';
+  }
+  line_start_ = bytes.back() == '\n';
+  last_byte_ = bytes.back();
 }
 
 void InboundSession::keep_piece(std::string_view bytes) {
@@ -291,6 +397,7 @@ void InboundSession::keep_piece(std::string_view bytes) {
 }
 
 void InboundSession::on_body(std::string_view bytes) {
+  scan_body(bytes);
   keep_piece(bytes);
   rec_->body_bytes += bytes.size();
   thread_.metrics().inc(M::received_bytes_total, bytes.size());
@@ -300,6 +407,11 @@ smtp::Decision InboundSession::on_message(const smtp::MessageInfo& info) {
   Record& r = *rec_;
   eod_ns_ = now_ns();
   const RelayConfig& cfg = *thread_.shared().config;
+  if (received_count_ > cfg.delivery.max_received) {
+    thread_.metrics().inc(M::messages_total[M::messages_total_outcome::loop]);
+    rec_->clear();
+    return smtp::Decision::respond(kMailLoop);
+  }
   message_id_ = thread_.writer().next_id();
   char idhex[17];
   std::snprintf(idhex, sizeof(idhex), "%016llx", static_cast<unsigned long long>(message_id_));
@@ -332,8 +444,12 @@ smtp::Decision InboundSession::on_message(const smtp::MessageInfo& info) {
   e.arrival_unix_ms = unix_ms();
   e.body_format = format_ == smtp::BodyFormat::raw ? spool::StoredBody::raw
                                                    : spool::StoredBody::dot_stuffed;
-  e.flags = static_cast<std::uint8_t>((smtputf8_ ? spool::kFlagSmtputf8 : 0) |
-                                      (info.has_8bit ? spool::kFlag8bit : 0));
+  const bool ends_crlf = r.body_bytes == 0 || last_byte_ == '\n';
+  e.flags = static_cast<std::uint8_t>(
+      (smtputf8_ ? spool::kFlagSmtputf8 : 0) | (info.has_8bit ? spool::kFlag8bit : 0) |
+      (dot_line_ || !ends_crlf ? spool::kFlagNeedsTransform : 0));
+  flags_ = e.flags;
+  arrival_unix_ms_ = e.arrival_unix_ms;
   e.ret = ret_;
   e.sender = sender_;
   e.envid = envid_;
@@ -386,10 +502,28 @@ smtp::Decision InboundSession::on_message(const smtp::MessageInfo& info) {
 void InboundSession::on_stored(spool::PendingMessage& m, int result) {
   auto* r = static_cast<Record*>(m.owner);
   if (r->session == nullptr) {
-    delete r;  // the connection went away while the message was being stored
+    // The connection went away while the message was being stored. Stored, it is ours all
+    // the same (the client may never learn it, and may send it again): it is queued from
+    // the spool like a recovered one.
+    if (result == 0) queue_orphan(*r);
+    delete r;
     return;
   }
   r->session->stored(result);
+}
+
+void InboundSession::queue_orphan(Record& r) {
+  spool::StoredMessage e;
+  std::uint64_t body_length = 0;
+  std::size_t used = 0;
+  if (!spool::decode_envelope(r.envelope, e, body_length, used)) return;  // we encoded it
+  QueueManager& q = r.thread->queue();
+  QueuedMessage* m = q.from_envelope(e);
+  m->body_length = body_length;
+  m->segment = spool::SegmentKey{r.thread->writer().thread(), r.pm.segment_sequence};
+  m->body_offset = r.pm.offset + spool::kHeaderSize + r.envelope.size();
+  m->record_bytes = spool::kHeaderSize + r.pm.payload_bytes;
+  q.accept(m);
 }
 
 void InboundSession::stored(int result) {
@@ -398,6 +532,7 @@ void InboundSession::stored(int result) {
     return;
   }
   storing_ = false;
+  if (result == 0) hand_to_queue();  // its body references go with it
   rec_->clear();  // the receive buffers go back to the ring
   using O = M::messages_total_outcome;
   thread_.metrics().inc(M::messages_total[result == 0 ? O::accepted : O::spool_error]);
@@ -411,6 +546,44 @@ void InboundSession::stored(int result) {
     session_.resume(smtp::Reply{250, {2, 0, 0}, std::string_view(text, static_cast<std::size_t>(n))});
   }
   pump();
+}
+
+void InboundSession::hand_to_queue() {
+  Record& r = *rec_;
+  QueueManager& q = thread_.queue();
+  QueuedMessage* m = q.new_message();
+  m->id = message_id_;
+  m->arrival_unix_ms = arrival_unix_ms_;
+  m->body_format = format_ == smtp::BodyFormat::raw ? spool::StoredBody::raw
+                                                    : spool::StoredBody::dot_stuffed;
+  m->flags = flags_;
+  m->ret = ret_;
+  m->sender = sender_;
+  m->envid = envid_;
+  m->client_ip = client_ip_;
+  m->helo = helo_;
+  m->rcpt_count = static_cast<std::uint32_t>(rcpt_count_);
+  if (m->rcpts.size() < rcpt_count_) m->rcpts.resize(rcpt_count_);
+  for (std::size_t i = 0; i < rcpt_count_; ++i) {
+    m->rcpts[i].reset(rcpts_[i].address, rcpts_[i].orcpt, rcpts_[i].notify);
+  }
+  m->body_length = r.received.size() + r.body_bytes;
+  m->segment = spool::SegmentKey{thread_.writer().thread(), r.pm.segment_sequence};
+  m->body_offset = r.pm.offset + spool::kHeaderSize + r.envelope.size();
+  m->record_bytes = spool::kHeaderSize + r.pm.payload_bytes;
+  // The body moves over as references (the containers swap, so both keep their capacity).
+  m->received.swap(r.received);
+  m->pieces.swap(r.pieces);
+  m->body_iov.clear();
+  m->body_iov.push_back(iovec{m->received.data(), m->received.size()});
+  if (r.spilled) {
+    m->spill.swap(r.spill);
+    m->body_iov.push_back(iovec{m->spill.data(), m->spill.size()});
+  } else {
+    m->body_iov.insert(m->body_iov.end(), r.body_iov.begin(), r.body_iov.end());
+  }
+  m->in_memory = true;
+  q.accept(m);
 }
 
 void InboundSession::on_transaction_abort() {

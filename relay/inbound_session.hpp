@@ -14,7 +14,10 @@
 #include "core/metrics/metrics_registry.hpp"
 #include "core/smtp/server_session.hpp"
 #include "relay/relay_config.hpp"
+#include "relay/queue/queue_manager.hpp"
 #include "relay/relay_metrics.hpp"
+#include "relay/route_table.hpp"
+#include "relay/spool/spool_state.hpp"
 #include "relay/spool/spool_writer.hpp"
 
 namespace ringmta::relay {
@@ -43,6 +46,13 @@ struct RelayShared {
   std::atomic<std::uint32_t> connections{0};
   ClientCounter clients;
   std::vector<std::uint64_t> last_sequence;  // per thread, from recovery
+  RouteTable routes;
+  AliasTable aliases;
+  std::shared_ptr<DestinationMetrics> destination_metrics;  // per destination, for /metrics
+  // Found at start, per thread (a directory t<N> goes to thread N mod threads): the live
+  // messages and the segments that hold them (each thread takes its share when it starts).
+  std::vector<std::vector<spool::LiveMessage>> recovered;
+  std::vector<std::vector<spool::SegmentKey>> recovered_segments;
 };
 
 // Everything a worker thread owns.
@@ -52,6 +62,7 @@ class RelayThread {
   io::Reactor& reactor() { return reactor_; }
   RelayShared& shared() { return shared_; }
   spool::SpoolWriter& writer() { return writer_; }
+  QueueManager& queue() { return queue_; }
   metrics::ThreadMetrics& metrics() { return metrics_; }
   // "Sun, 30 Nov 2025 00:12:34 +0000", reformatted at most once a second.
   std::string_view date();
@@ -61,6 +72,7 @@ class RelayThread {
   RelayShared& shared_;
   metrics::ThreadMetrics metrics_;
   spool::SpoolWriter writer_;
+  QueueManager queue_;
   std::int64_t date_second_ = -1;
   char date_[32] = {};
 };
@@ -100,9 +112,14 @@ class InboundSession final : public io::ConnectionHandler, public smtp::ServerHa
     std::uint8_t notify = 0;
     std::string orcpt;
   };
+  struct Record;
   static void on_stored(spool::PendingMessage& m, int result);
+  static void queue_orphan(Record& r);
   void stored(int result);
   void keep_piece(std::string_view bytes);
+  void scan_body(std::string_view bytes);
+  void hand_to_queue();
+  bool add_recipient(std::string_view address, std::uint8_t notify, std::string_view orcpt);
   void pump();
   void flush_output();
   bool relay_allowed(std::string_view domain) const;
@@ -130,11 +147,21 @@ class InboundSession final : public io::ConnectionHandler, public smtp::ServerHa
   std::string envid_;
   bool smtputf8_ = false;
   smtp::BodyFormat format_ = smtp::BodyFormat::dot_stuffed;
+  // What the body scan found: a line starting with "." (the stored form and the other wire
+  // form differ), the header section's Received: count (mail loops), the last byte.
+  bool dot_line_ = false;
+  bool line_start_ = true;
+  bool in_headers_ = true;
+  std::uint8_t received_match_ = 0;  // bytes of "received:" matched at a line start
+  std::uint32_t received_count_ = 0;
+  char last_byte_ = 0;
+  std::vector<std::string> expanded_;  // alias expansion scratch
   // The message on its way to the spool (reused from message to message; handed over to
   // the spool writer for good if the connection closes while it is being stored).
-  struct Record;
   std::unique_ptr<Record> rec_;
   std::uint64_t message_id_ = 0;
+  std::uint64_t arrival_unix_ms_ = 0;
+  std::uint8_t flags_ = 0;
   std::uint64_t eod_ns_ = 0;
 };
 

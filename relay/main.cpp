@@ -1,7 +1,8 @@
-// ringmta-relay: accepts mail over SMTP and makes it durable in its spool before it says
-// 250 (part 1 of the relay: delivery comes with part 2). At start it recovers the spool (torn
-// tails cut, bad records moved aside) and reports what it found; SIGINT/SIGTERM stop it
-// cleanly. `ringmta-relay queue --spool DIR` lists the spool without changing it.
+// ringmta-relay: accepts mail over SMTP, makes it durable in its spool before it says 250,
+// routes each recipient and delivers it onward (relay/queue, relay/outbound). At start it
+// recovers the spool (torn tails cut, bad records moved aside, outcomes merged) and resumes
+// delivery where it stopped; SIGINT/SIGTERM stop it cleanly. `ringmta-relay queue --spool
+// DIR` lists what is still to deliver without changing the spool.
 // Exit codes: 0 ok, 1 failure at run time, 2 bad usage or configuration.
 #include <signal.h>
 #include <sys/stat.h>
@@ -14,9 +15,11 @@
 #include "core/metrics/exporter.hpp"
 #include "core/smtp/message_digest.hpp"
 #include "relay/inbound_session.hpp"
+#include "relay/queue/queue_summary.hpp"
 #include "relay/relay_config.hpp"
 #include "relay/relay_metrics.hpp"
 #include "relay/spool/recovery.hpp"
+#include "relay/spool/spool_state.hpp"
 
 namespace {
 
@@ -31,59 +34,77 @@ spool::Durability to_spool(relay::Durability d) {
   return spool::Durability::batch;
 }
 
-// `ringmta-relay queue --spool DIR [--digest]`: one line per message; --digest prints the
-// accounting fingerprint (X-Ringmta-Id, body octets, body SHA-256, recipients) in the sink's
-// digest-log format, so the harness and tests can compare spools with ledgers.
+// `ringmta-relay queue --spool DIR [--digest | --summary]`: the live queue (messages with a
+// recipient not yet delivered or bounced), read without changing the spool. One line per
+// message; --digest prints the accounting fingerprint (X-Ringmta-Id, body octets, body
+// SHA-256, pending recipients) in the sink's digest-log format, so the harness and tests can
+// compare spools with ledgers; --summary counts pending recipients by domain and age, like
+// Postfix's qshape.
 int queue_command(int argc, char** argv) {
   std::string dir = "spool";
   bool digest = false;
+  bool summary = false;
   for (int i = 2; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--spool" && i + 1 < argc) {
       dir = argv[++i];
     } else if (a == "--digest") {
       digest = true;
+    } else if (a == "--summary") {
+      summary = true;
     } else if (a == "-h" || a == "--help") {
-      std::cout << "Usage: ringmta-relay queue [--spool DIR] [--digest]\n"
-                   "Lists the messages in the spool without changing it (like postqueue -p).\n";
+      std::cout << "Usage: ringmta-relay queue [--spool DIR] [--digest | --summary]\n"
+                   "Lists the messages still to deliver without changing the spool (like\n"
+                   "postqueue -p); --summary counts recipients by domain and age (like qshape).\n";
       return 0;
     } else {
       std::cerr << "ringmta-relay queue: unknown argument '" << a << "' (see --help)\n";
       return 2;
     }
   }
+  if (digest && summary) {
+    std::cerr << "ringmta-relay queue: --digest and --summary exclude each other\n";
+    return 2;
+  }
+  struct stat st {};
+  if (::stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+    std::cerr << "ringmta-relay queue: no spool directory " << dir << "\n";
+    return 1;
+  }
   spool::RecoveryReport report;
   std::string error;
-  smtp::MessageDigest md;
-  const bool ok = spool::recover_spool(dir, false, [&](const spool::RecoveredMessage& m) {
-    const auto& e = m.envelope;
-    std::string rcpts;
-    for (const auto& r : e.recipients) {
-      if (!rcpts.empty()) rcpts += ',';
-      rcpts += r.address;
-    }
-    if (digest) {
-      md.begin(e.body_format == spool::StoredBody::raw ? smtp::BodyFormat::raw
-                                                       : smtp::BodyFormat::dot_stuffed);
-      md.update(m.body);
-      md.finish();
-      std::cout << (md.id().empty() ? std::string_view("-") : md.id()) << '\t' << md.body_octets()
-                << '\t' << md.sha256_hex() << '\t' << rcpts << '\n';
-    } else {
-      char id[17];
-      std::snprintf(id, sizeof(id), "%016llx", static_cast<unsigned long long>(e.id));
-      std::cout << id << ' ' << m.body.size() << ' ' << e.arrival_unix_ms << " <" << e.sender
-                << "> " << rcpts << '\n';
-    }
-  }, report, &error);
-  if (!ok) {
+  spool::SpoolState state(digest);
+  if (!spool::recover_spool(dir, false, state, report, &error)) {
     std::cerr << "ringmta-relay queue: " << error << "\n";
     return 1;
   }
+  const std::vector<spool::LiveMessage> live = state.take_live();
+  if (summary) {
+    relay::print_queue_summary(live, relay::unix_now_ms(), std::cout);
+    return 0;
+  }
+  std::uint64_t recipients = 0;
+  for (const spool::LiveMessage& m : live) {
+    const auto& e = m.envelope;
+    std::string rcpts;
+    for (std::size_t i = 0; i < e.recipients.size(); ++i) {
+      if (spool::is_final(m.outcomes[i].state)) continue;
+      if (!rcpts.empty()) rcpts += ',';
+      rcpts += e.recipients[i].address;
+      ++recipients;
+    }
+    if (digest) {
+      std::cout << m.digest << '\t' << rcpts << '\n';
+    } else {
+      char id[17];
+      std::snprintf(id, sizeof(id), "%016llx", static_cast<unsigned long long>(e.id));
+      std::cout << id << ' ' << m.body_length << ' ' << e.arrival_unix_ms << " <" << e.sender
+                << "> " << rcpts << '\n';
+    }
+  }
   if (!digest) {
-    std::cout << "-- " << report.messages << " messages, " << report.recipients
-              << " recipients, " << report.bytes << " bytes in " << report.segments
-              << " segments\n";
+    std::cout << "-- " << live.size() << " messages, " << recipients << " recipients, "
+              << state.live_bytes() << " bytes in " << report.segments << " segments\n";
   }
   return 0;
 }
@@ -132,17 +153,41 @@ int run(int argc, char** argv) {
               << std::strerror(errno) << "\n";
     return 2;
   }
-  if (!spool::recover_spool(config.spool, true, [](const spool::RecoveredMessage&) {}, report,
-                            &error)) {
+  spool::SpoolState state;
+  if (!spool::recover_spool(config.spool, true, state, report, &error)) {
     std::cerr << "ringmta-relay: " << error << "\n";
     return 1;
   }
+  std::vector<spool::LiveMessage> live = state.take_live();
+  // Segments holding nothing live (every recipient delivered or bounced) go before any
+  // writer starts; the rest are handed to the threads with the messages they hold.
+  spool::delete_unpinned_segments(state, &report.log);
   for (const std::string& line : report.log) std::cerr << "ringmta-relay: spool: " << line << "\n";
-  shared.totals.bytes.store(report.bytes);
-  shared.totals.messages.store(report.messages);
+  shared.totals.bytes.store(state.live_bytes());
+  shared.totals.messages.store(live.size());
   for (const auto& [thread, seq] : report.last_sequence) {
     if (shared.last_sequence.size() <= thread) shared.last_sequence.resize(thread + 1, 0);
     shared.last_sequence[thread] = seq;
+  }
+  const unsigned nthreads = config.threads == 0 ? 1 : config.threads;
+  shared.recovered.resize(nthreads);
+  shared.recovered_segments.resize(nthreads);
+  for (const auto& [key, pins] : state.pins()) {
+    if (pins > 0) shared.recovered_segments[key.thread % nthreads].push_back(key);
+  }
+  const std::size_t recovered_messages = live.size();
+  for (spool::LiveMessage& m : live) {
+    shared.recovered[m.segment.thread % nthreads].push_back(std::move(m));
+  }
+  live.clear();
+  try {
+    shared.routes = relay::RouteTable(config);
+    shared.aliases = relay::AliasTable(config);
+    shared.destination_metrics =
+        std::make_shared<relay::DestinationMetrics>(shared.routes, nthreads);
+  } catch (const std::exception& e) {
+    std::cerr << "ringmta-relay: " << e.what() << "\n";
+    return 2;
   }
 
   io::WorkerGroup group(reactor, config.threads, config.listen);
@@ -155,7 +200,8 @@ int run(int argc, char** argv) {
   std::unique_ptr<metrics::MetricsExporter> exporter;
   if (config.metrics) {
     try {
-      exporter = metrics::start_exporter(*config.metrics, {shared.metrics});
+      exporter = metrics::start_exporter(*config.metrics,
+                                         {shared.metrics, shared.destination_metrics});
     } catch (const std::exception& e) {
       std::cerr << "ringmta-relay: " << e.what() << "\n";
       return 2;
@@ -166,7 +212,8 @@ int run(int argc, char** argv) {
   if (exporter) std::cout << " metrics " << exporter->address();
   std::cout << " spool " << config.spool << " durability "
             << spool::durability_name(shared.spool.durability) << " threads " << config.threads
-            << " recovered " << report.messages << " messages in " << report.elapsed_ms << " ms"
+            << " recovered " << recovered_messages << " messages in " << report.elapsed_ms
+            << " ms"
             << std::endl;
   if (config.durability == relay::Durability::none) {
     std::cerr << "ringmta-relay: durability none: messages are acked before they reach stable "

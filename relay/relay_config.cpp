@@ -10,10 +10,12 @@
 #include <CLI/CLI.hpp>
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <deque>
 #include <limits>
 #include <map>
+#include <set>
 #include <ostream>
 #include <sstream>
 #include <thread>
@@ -42,7 +44,12 @@ constexpr const char* kProgram = "ringmta-relay";
 constexpr std::string_view kDefaultRelayNetworks[] = {"127.0.0.0/8", "::1/128"};
 
 constexpr std::uint64_t kMaxBatchWaitNs = kNsPerSecond;
-constexpr std::uint64_t kMaxTimeoutNs = 3600 * kNsPerSecond;
+constexpr std::uint64_t kNsPerMs = 1'000'000;
+constexpr std::uint64_t kMsPerHour = 3600 * 1000;
+constexpr std::uint64_t kMaxTimeoutMs = kMsPerHour;
+constexpr std::uint64_t kMaxRetryDelayMs = 24 * kMsPerHour;  // a deferred message, tried daily
+// Postfix caps maximal_queue_lifetime at 100 days too.
+constexpr std::uint64_t kMaxQueueLifetimeMs = 100 * 24 * kMsPerHour;
 constexpr std::uint64_t kMinSegmentBytes = std::uint64_t{1} << 20;
 constexpr std::uint64_t kMaxSegmentBytes = std::uint64_t{64} << 30;
 // The spool keeps a message in one record, whose payload is at most 1 GiB
@@ -193,18 +200,57 @@ Durability parse_durability(const Value& v) {
   v.fail("must be batch, always or none, got " + v.shown());
 }
 
-std::uint32_t timeout_ms(const Value& v) {
-  const std::uint64_t ns = v.duration_ns(kMaxTimeoutNs, BareNumber::refused);
-  if (ns < 1'000'000 || ns % 1'000'000 != 0) {
-    v.fail("must be whole milliseconds, at least 1ms, got " + v.shown());
+// Postfix writes days ("5d"), which the shared duration parser has no unit for: say what to
+// write instead of only "unknown unit".
+void refuse_days(const Value& v) {
+  if (v.node() != nullptr && !v.node()->is_string()) return;
+  const std::string t = v.text("a duration");
+  if (t.size() < 2 || t.back() != 'd' || !smtp::is_digit(t[t.size() - 2])) return;
+  std::uint64_t hours_ns = 0;
+  std::string why;
+  if (!config::parse_duration_ns(t.substr(0, t.size() - 1) + "h", hours_ns, why) ||
+      hours_ns > std::numeric_limits<std::uint64_t>::max() / 24) {
+    return;
   }
-  return static_cast<std::uint32_t>(ns / 1'000'000);
+  v.fail(in_quotes(t) + ": there is no day unit; write " +
+         config::format_duration_ns(hours_ns * 24));
 }
 
-// Every key that takes one value (not listen, relay-networks, accept-domains, route).
+// A duration in whole milliseconds, min_ms..max_ms; units required, a bare 0 allowed.
+std::uint64_t duration_ms(const Value& v, std::uint64_t min_ms, std::uint64_t max_ms) {
+  refuse_days(v);
+  const std::uint64_t ns = v.duration_ns(max_ms * kNsPerMs, BareNumber::refused);
+  if (ns % kNsPerMs != 0 || ns < min_ms * kNsPerMs) {
+    v.fail("must be whole milliseconds" +
+           (min_ms > 0 ? ", at least " + config::format_duration_ns(min_ms * kNsPerMs) : "") +
+           ", got " + v.shown());
+  }
+  return ns / kNsPerMs;
+}
+
+std::uint32_t timeout_ms(const Value& v, std::uint64_t min_ms = 1) {
+  return static_cast<std::uint32_t>(duration_ms(v, min_ms, kMaxTimeoutMs));
+}
+
+// Pacing, read alike globally (destination-concurrency, messages-per-connection,
+// destination-rate) and per [[route]] (concurrency, messages-per-connection, rate).
+std::uint32_t read_concurrency(const Value& v) {
+  return static_cast<std::uint32_t>(v.integer(1, 10'000, "a connection count from 1 to 10000"));
+}
+std::uint32_t read_messages_per_connection(const Value& v) {
+  return static_cast<std::uint32_t>(
+      v.integer(0, 10'000'000, "a message count from 0 (no limit) to 10000000"));
+}
+double read_rate(const Value& v) {
+  return v.number(0, 1e6, "messages per second from 0 (no limit) to 1000000");
+}
+
+// Every key that takes one value (not listen, relay-networks, accept-domains, route, alias).
 // False: not such a key.
 bool apply_key(std::string_view key, const Value& v, RelayConfig& c, Sources& src) {
   smtp::ServerConfig& s = c.server;
+  DeliveryConfig& d = c.delivery;
+  RetryPolicy& retry = c.delivery.retry;
   if (key == "threads") {
     c.threads = static_cast<unsigned>(v.integer(1, 1024, "a thread count from 1 to 1024"));
   } else if (key == "metrics") {
@@ -270,6 +316,34 @@ bool apply_key(std::string_view key, const Value& v, RelayConfig& c, Sources& sr
   } else if (key == "max-connections-per-client") {
     c.max_connections_per_client = static_cast<std::uint32_t>(
         v.integer(0, 10'000'000, "a count from 0 (no limit) to 10000000"));
+  } else if (key == "destination-concurrency") {
+    d.policy.concurrency = read_concurrency(v);
+  } else if (key == "messages-per-connection") {
+    d.policy.messages_per_connection = read_messages_per_connection(v);
+  } else if (key == "destination-rate") {
+    d.policy.rate = read_rate(v);
+  } else if (key == "bdat") {
+    d.policy.bdat = v.boolean();
+  } else if (key == "connect-timeout") {
+    d.connect_timeout_ms = timeout_ms(v);
+  } else if (key == "delivery-timeout") {
+    d.reply_timeout_ms = timeout_ms(v);
+  } else if (key == "idle-timeout") {
+    d.idle_timeout_ms = timeout_ms(v, 0);
+  } else if (key == "throttle-pause") {
+    d.throttle_pause_ms = timeout_ms(v, 0);
+  } else if (key == "max-received") {
+    d.max_received = static_cast<std::uint32_t>(v.integer(1, 1000, "a count from 1 to 1000"));
+  } else if (key == "retry-first-delay") {
+    retry.first_delay_ms = duration_ms(v, 1, kMaxRetryDelayMs);
+  } else if (key == "retry-factor") {
+    retry.factor = v.number(1, 10, "a factor from 1 to 10");
+  } else if (key == "retry-max-delay") {
+    retry.max_delay_ms = duration_ms(v, 1, kMaxRetryDelayMs);
+  } else if (key == "retry-jitter") {
+    retry.jitter = v.number(0, 0.5, "a share from 0 to 0.5");
+  } else if (key == "max-queue-lifetime") {
+    retry.lifetime_ms = duration_ms(v, 1, kMaxQueueLifetimeMs);
   } else {
     const auto* e = std::find_if(std::begin(kExtensions), std::end(kExtensions),
                                  [&](const Extension& x) { return x.key == key; });
@@ -351,6 +425,134 @@ Route route_from_text(const Value& v) {
   return r;
 }
 
+void set_routes(const std::vector<Value>& values, RelayConfig& c) {
+  c.routes.clear();
+  for (const Value& v : values)
+    add_route(route_from_text(v), v, c);
+}
+
+// ---- Aliases ---------------------------------------------------------------------------------
+
+// A mailbox local@domain as RCPT takes it (core/smtp/address.hpp), written without the angle
+// brackets. False with a reason that starts with the quoted text.
+bool check_mailbox(std::string_view text, std::string& why) {
+  const std::string path = "<" + std::string(text) + ">";
+  smtp::Path p;
+  const smtp::PathParse r = smtp::parse_path(path, smtp::PathKind::forward, p);
+  // A leading '@' is a source route ("@a:b@c"), which parse_path skips.
+  if (r.error == smtp::AddressError::none && r.consumed == path.size() && !p.postmaster &&
+      !text.starts_with('@')) {
+    return true;
+  }
+  why = in_quotes(text) + " is not a mailbox local@domain";
+  switch (r.error) {
+    case smtp::AddressError::local_part:
+      why += " (bad local part)";
+      break;
+    case smtp::AddressError::domain:
+      why += " (bad domain)";
+      break;
+    case smtp::AddressError::too_long:
+      why += " (too long, RFC 5321 4.5.3.1)";
+      break;
+    case smtp::AddressError::bad_utf8:
+      why += " (ill-formed UTF-8)";
+      break;
+    default:
+      break;
+  }
+  return false;
+}
+
+// What an alias applies to, lower-cased into out: a mailbox, or "@domain" for every address of
+// the domain. False with a reason.
+bool parse_alias_address(std::string_view text, std::string& out, std::string& why) {
+  std::string ignored;
+  const bool ok = text.starts_with('@') ? smtp::is_valid_domain(text.substr(1), true) ||
+                                              smtp::is_valid_address_literal(text.substr(1))
+                                        : check_mailbox(text, ignored);
+  if (!ok) {
+    why = in_quotes(text) +
+          " is not an address to alias: write local@domain, or @domain for every address of a "
+          "domain";
+    return false;
+  }
+  out = lower(text);
+  return true;
+}
+
+bool add_target(Alias& a, std::string_view target, std::string& why) {
+  if (!check_mailbox(target, why)) return false;
+  if (std::find(a.targets.begin(), a.targets.end(), target) != a.targets.end()) {
+    why = in_quotes(target) + " is given twice";
+    return false;
+  }
+  a.targets.emplace_back(target);
+  return true;
+}
+
+// "ADDRESS=TARGET[,TARGET...]". The '=' is the first after the address's '@' (a local part may
+// hold '='), else the first; targets are cut at commas (a quoted local part with a comma needs
+// [[alias]]).
+Alias alias_from_text(const Value& v) {
+  const std::string text =
+      v.text("an alias \"ADDRESS=TARGET[,TARGET...]\" or an [[alias]] table");
+  const std::string shown = in_quotes(text);
+  std::size_t eq = text.find('=', text.find('@'));
+  if (eq == std::string::npos) eq = text.find('=');
+  if (eq == std::string::npos) {
+    v.fail(shown + " is not an alias: write ADDRESS=TARGET[,TARGET...], e.g. " +
+           "info@example.test=someone@example.test");
+  }
+  Alias a;
+  std::string why;
+  if (!parse_alias_address(std::string_view(text).substr(0, eq), a.address, why)) v.fail(why);
+  std::string_view targets = std::string_view(text).substr(eq + 1);
+  if (targets.empty()) v.fail(shown + ": no target after '='");
+  while (true) {
+    const std::size_t comma = targets.find(',');
+    if (!add_target(a, targets.substr(0, comma), why)) v.fail(shown + ": target " + why);
+    if (comma == std::string_view::npos) break;
+    targets = targets.substr(comma + 1);
+  }
+  return a;
+}
+
+// The aliases of one source (the file, or the flags), which replace any before: each is
+// checked as it is added, then their expansion as a whole.
+class AliasList {
+ public:
+  explicit AliasList(RelayConfig& c) : c_(c) { c_.aliases.clear(); }
+
+  // A second alias for the same address is refused at `where` (its address).
+  void add(Alias a, const Value& where) {
+    if (!keys_.insert(a.address).second) {
+      where.fail(in_quotes(a.address) + " has an alias already (addresses ignore case)");
+    }
+    origins_.push_back(where.origin());
+    c_.aliases.push_back(std::move(a));
+  }
+
+  // Cycles, depth and fan-out (check_aliases), pointed at the alias whose expansion fails.
+  void finish() const {
+    std::size_t failed = 0;
+    const std::string why = check_aliases(c_.aliases, &failed);
+    if (!why.empty()) fail_at(origins_[failed], why);
+  }
+
+ private:
+  RelayConfig& c_;
+  std::set<std::string, std::less<>> keys_;
+  std::vector<Origin> origins_;
+};
+
+void set_aliases(const std::vector<Value>& values, RelayConfig& c) {
+  AliasList list(c);
+  for (const Value& v : values)
+    list.add(alias_from_text(v), v);
+  list.finish();
+}
+
 // ---- TOML ------------------------------------------------------------------------------------
 
 class TomlReader {
@@ -371,6 +573,8 @@ class TomlReader {
         set_accepted_domains(list(node, k), cfg_);
       } else if (k == "route") {
         read_routes(node);
+      } else if (k == "alias") {
+        read_aliases(node);
       } else if (!apply_key(k, value(node, k), cfg_, src_)) {
         unknown_key(key);
       }
@@ -416,36 +620,122 @@ class TomlReader {
     bool has_hops = false;
     for (const auto& [key, node] : t) {
       const std::string_view k = key.str();
+      const Value v = value(node, k);
       if (k == "domain") {
-        domain.emplace(value(node, k));
+        domain.emplace(v);
         std::string why;
         if (!parse_domain_pattern(domain->text("a domain, \"*.suffix\" or \"*\""), true, r.domain,
                                   why)) {
           domain->fail(why);
         }
       } else if (k == "hops") {
-        const std::vector<Value> hops = list(node, k);
-        if (hops.empty()) value(node, k).fail("must name at least one hop \"HOST:PORT\"");
-        for (const Value& h : hops) {
-          io::SocketAddress a;
-          std::string why;
-          if (!parse_hop(h.text("a hop \"HOST:PORT\""), a, why)) h.fail(why);
-          for (const io::SocketAddress& other : r.hops) {
-            if (other.to_string() == a.to_string()) {
-              h.fail("hop " + a.to_string() + " is given twice");
-            }
-          }
-          r.hops.push_back(a);
-        }
+        read_hops(node, r);
         has_hops = true;
+      } else if (k == "concurrency") {
+        r.concurrency = read_concurrency(v);
+      } else if (k == "messages-per-connection") {
+        r.messages_per_connection = read_messages_per_connection(v);
+      } else if (k == "rate") {
+        r.rate = read_rate(v);
+      } else if (k == "bdat") {
+        r.bdat = v.boolean();
       } else {
-        fail_at(Origin::at(file_, key, k), "unknown [[route]] key (a route has domain and hops)");
+        fail_at(Origin::at(file_, key, k),
+                "unknown [[route]] key (a route has domain, hops, and the overrides concurrency, "
+                "messages-per-connection, rate and bdat)");
       }
     }
     const Origin table = at(t, "[[route]]");
     if (!domain) fail_at(table, "needs domain = \"example.test\" (\"*\" for the default route)");
     if (!has_hops) fail_at(table, "needs hops = [\"HOST:PORT\", ...]");
     add_route(std::move(r), *domain, cfg_);
+  }
+
+  // hops = ["HOST:PORT", ...] (each one's priority is its position: failover in the order
+  // written), inline tables { address = "HOST:PORT", priority = N }, or a mix.
+  void read_hops(const toml::node& node, Route& r) {
+    const std::vector<Value> hops = list(node, "hops");
+    if (hops.empty()) value(node, "hops").fail("must name at least one hop \"HOST:PORT\"");
+    for (const Value& h : hops) {
+      std::optional<Value> address;
+      auto priority = static_cast<std::uint32_t>(r.hops.size());
+      if (const toml::node* n = h.node(); n != nullptr && n->is_table()) {
+        for (const auto& [key, field] : *n->as_table()) {
+          const std::string_view k = key.str();
+          if (k == "address") {
+            address.emplace(value(field, k));
+          } else if (k == "priority") {
+            // As an MX preference (RFC 1035 3.3.9: 16 bits).
+            priority = static_cast<std::uint32_t>(value(field, k).integer(
+                0, 65535, "a priority from 0 to 65535 (lower is tried first)"));
+          } else {
+            fail_at(Origin::at(file_, key, k), "unknown hop key (a hop has address and priority)");
+          }
+        }
+        if (!address) fail_at(at(*n, "hops"), "needs address = \"HOST:PORT\"");
+      } else {
+        address.emplace(h);
+      }
+      io::SocketAddress a;
+      std::string why;
+      if (!parse_hop(address->text("a hop \"HOST:PORT\""), a, why)) address->fail(why);
+      for (const io::SocketAddress& other : r.hops) {
+        if (other.to_string() == a.to_string()) {
+          address->fail("hop " + a.to_string() + " is given twice");
+        }
+      }
+      r.hops.push_back(a);
+      r.priorities.push_back(priority);
+    }
+  }
+
+  // [[alias]] tables, or aliases in flag form ("ADDRESS=TARGET,..."), or a mix.
+  void read_aliases(const toml::node& node) {
+    if (node.is_table()) {
+      value(node, "alias").fail(
+          "must be [[alias]] tables or \"ADDRESS=TARGET\" strings, not a table: write "
+          "[[alias]]");
+    }
+    AliasList aliases(cfg_);
+    for (const Value& v : list(node, "alias")) {
+      if (const toml::node* n = v.node(); n != nullptr && n->is_table()) {
+        read_alias_table(*n->as_table(), aliases);
+      } else {
+        aliases.add(alias_from_text(v), v);
+      }
+    }
+    aliases.finish();
+  }
+
+  void read_alias_table(const toml::table& t, AliasList& aliases) {
+    Alias a;
+    std::optional<Value> address;
+    bool has_to = false;
+    for (const auto& [key, node] : t) {
+      const std::string_view k = key.str();
+      std::string why;
+      if (k == "address") {
+        address.emplace(value(node, k));
+        const std::string text = address->text("an address \"info@example.test\" or \"@example.test\"");
+        if (!parse_alias_address(text, a.address, why)) address->fail(why);
+      } else if (k == "to") {
+        const std::vector<Value> targets = list(node, k);
+        if (targets.empty()) value(node, k).fail("must name at least one mailbox");
+        for (const Value& v : targets) {
+          if (!add_target(a, v.text("a mailbox \"someone@example.test\""), why)) v.fail(why);
+        }
+        has_to = true;
+      } else {
+        fail_at(Origin::at(file_, key, k), "unknown [[alias]] key (an alias has address and to)");
+      }
+    }
+    const Origin table = at(t, "[[alias]]");
+    if (!address) {
+      fail_at(table, "needs address = \"info@example.test\" (\"@example.test\": every address of "
+                     "the domain)");
+    }
+    if (!has_to) fail_at(table, "needs to = [\"someone@example.test\", ...]");
+    aliases.add(std::move(a), *address);
   }
 
   [[noreturn]] void unknown_key(const toml::key& key) const {
@@ -461,6 +751,14 @@ class TomlReader {
         {"queue_directory", "spool"},
         {"smtpd_timeout", "command-timeout"},
         {"smtpd_client_connection_count_limit", "max-connections-per-client"},
+        {"virtual_alias_maps", "[[alias]]"},
+        {"default_destination_concurrency_limit", "destination-concurrency"},
+        {"smtp_connect_timeout", "connect-timeout"},
+        {"smtp_connection_cache_time_limit", "idle-timeout"},
+        {"hopcount_limit", "max-received"},
+        {"minimal_backoff_time", "retry-first-delay"},
+        {"maximal_backoff_time", "retry-max-delay"},
+        {"maximal_queue_lifetime", "max-queue-lifetime"},
     };
     const std::string_view k = key.str();
     std::string hint;
@@ -472,8 +770,8 @@ class TomlReader {
       hint = " (did you mean " + in_quotes(dashed) + "?)";
     } else if (k == "relay-network" || k == "accept-domain") {
       hint = " (did you mean " + in_quotes(std::string(k) + "s") + "? it takes a list)";
-    } else if (k == "routes") {
-      hint = " (write [[route]] tables)";
+    } else if (k == "routes" || k == "aliases") {
+      hint = k == "routes" ? " (write [[route]] tables)" : " (write [[alias]] tables)";
     } else if (k.starts_with("no-")) {
       hint = " (write " + std::string(k.substr(3)) + " = false)";
     } else if (k == "config" || k == "print-config" || k == "help" || k == "version") {
@@ -503,6 +801,18 @@ void check(const RelayConfig& c, const Sources& src) {
                 config::format_size(c.segment_bytes) + "), got " +
                 config::format_size(c.quota_bytes));
   }
+  const RetryPolicy& r = c.delivery.retry;
+  if (r.max_delay_ms < r.first_delay_ms) {
+    const std::string first = config::format_duration_ns(r.first_delay_ms * kNsPerMs);
+    const std::string max = config::format_duration_ns(r.max_delay_ms * kNsPerMs);
+    // Points at retry-max-delay, unless only retry-first-delay was given.
+    if (src.origin.contains("retry-max-delay") || !src.origin.contains("retry-first-delay")) {
+      fail_at(src.at("retry-max-delay"),
+              "must be at least retry-first-delay (" + first + "), got " + max);
+    }
+    fail_at(src.at("retry-first-delay"),
+            "must be at most retry-max-delay (" + max + "), got " + first);
+  }
 }
 
 // ---- Command line ----------------------------------------------------------------------------
@@ -521,6 +831,12 @@ constexpr const char* kFooter =
     "  relay_domains                        --accept-domain; accept-domains\n"
     "  relayhost = [127.0.0.1]:2526         --route '*=127.0.0.1:2526'; [[route]]\n"
     "  transport_maps                       --route DOMAIN=HOST:PORT; [[route]]\n"
+    "  virtual_alias_maps                   --alias ADDRESS=TARGET; [[alias]]\n"
+    "  smtp_connect_timeout                 --connect-timeout\n"
+    "  minimal_backoff_time                 --retry-first-delay\n"
+    "  maximal_backoff_time                 --retry-max-delay\n"
+    "  maximal_queue_lifetime = 5d          --max-queue-lifetime 120h\n"
+    "  hopcount_limit                       --max-received\n"
     "  message_size_limit                   --max-message-size\n"
     "  smtpd_recipient_limit                --max-recipients\n"
     "  smtpd_client_connection_count_limit  --max-connections-per-client\n"
@@ -529,10 +845,11 @@ constexpr const char* kFooter =
     "  queue_directory                      --spool (Postfix syncs each message: "
     "--durability always)\n"
     "\n"
-    "DURATION: a number and a unit: 500us, 1ms, 1.5s, 5m. BYTES: 1024, 512K, 64M, 1G.\n"
-    "--config FILE (TOML) takes every setting under its flag's name (--no-dsn is dsn = false;\n"
-    "the lists are relay-networks, accept-domains and [[route]] tables); flags override the\n"
-    "file, a list flag replaces the file's list; --print-config shows every setting.\n"
+    "DURATION: a number and a unit: 500us, 1ms, 1.5s, 5m, 120h (no day unit). BYTES: 1024,\n"
+    "512K, 64M, 1G. --config FILE (TOML) takes every setting under its flag's name (--no-dsn\n"
+    "is dsn = false; the lists are relay-networks, accept-domains, [[route]] and [[alias]]\n"
+    "tables); flags override the file, a list flag replaces the file's list; --print-config\n"
+    "shows every setting.\n"
     "Exit codes: 0 ok; 1 the spool cannot be used (written by a newer version, unreadable, a\n"
     "failed sync) or the kernel lacks an io_uring feature; 2 bad usage or configuration.\n"
     "'ringmta-relay queue --spool DIR [--digest]' lists the queue (see queue --help).\n"
@@ -541,6 +858,8 @@ constexpr const char* kFooter =
     "  ringmta-relay --route '*=127.0.0.1:2526'\n"
     "  ringmta-relay --listen 127.0.0.1:2525 --spool /var/tmp/rs --durability always \\\n"
     "      --route 'example.test=127.0.0.1:2526,127.0.0.1:2527' --route '*=127.0.0.1:2528'\n"
+    "  ringmta-relay --route '*=127.0.0.1:2587' --destination-rate 50 \\\n"
+    "      --alias 'info@example.test=ann@example.test,bob@other.test'\n"
     "  ringmta-relay --config relay.toml --print-config";
 
 // --help stays within 100 columns: CLI11 does not wrap, but indents after a '\n'.
@@ -730,6 +1049,7 @@ bool Route::parse(std::string_view text, Route& out, std::string* why) {
       }
     }
     r.hops.push_back(a);
+    r.priorities.push_back(static_cast<std::uint32_t>(r.priorities.size()));
     if (comma == std::string_view::npos) break;
     hops = hops.substr(comma + 1);
   }
@@ -746,8 +1066,29 @@ std::string Route::to_string() const {
   return s;
 }
 
+std::uint32_t Route::priority(std::size_t hop) const {
+  return hop < priorities.size() ? priorities[hop] : static_cast<std::uint32_t>(hop);
+}
+
+DeliveryPolicy Route::policy(const DeliveryPolicy& defaults) const {
+  DeliveryPolicy p = defaults;
+  p.concurrency = concurrency.value_or(p.concurrency);
+  p.messages_per_connection = messages_per_connection.value_or(p.messages_per_connection);
+  p.rate = rate.value_or(p.rate);
+  p.bdat = bdat.value_or(p.bdat);
+  return p;
+}
+
 bool operator==(const Route& a, const Route& b) {
-  return a.to_string() == b.to_string();
+  if (a.to_string() != b.to_string() || a.concurrency != b.concurrency ||
+      a.messages_per_connection != b.messages_per_connection || a.rate != b.rate ||
+      a.bdat != b.bdat) {
+    return false;
+  }
+  for (std::size_t i = 0; i < a.hops.size(); ++i) {
+    if (a.priority(i) != b.priority(i)) return false;
+  }
+  return true;
 }
 
 unsigned default_thread_count() {
@@ -790,7 +1131,8 @@ bool operator==(const RelayConfig& a, const RelayConfig& b) {
          a.batch_max_wait_us == b.batch_max_wait_us && a.segment_bytes == b.segment_bytes &&
          a.quota_bytes == b.quota_bytes && a.quota_messages == b.quota_messages &&
          a.relay_networks == b.relay_networks && a.accepted_domains == b.accepted_domains &&
-         a.routes == b.routes && server_equal && a.max_connections == b.max_connections &&
+         a.routes == b.routes && a.aliases == b.aliases && a.delivery == b.delivery &&
+         server_equal && a.max_connections == b.max_connections &&
          a.max_connections_per_client == b.max_connections_per_client;
 }
 
@@ -882,15 +1224,70 @@ int load_relay_config(int argc, char** argv, RelayConfig& out, std::ostream& out
        "Recipient domain any client may send to; *.example.test for its sub-domains; "
        "repeatable (Postfix relay_domains; default none)",
        g_relay, set_accepted_domains);
-  app.add_option("--route", lists.emplace_back(ListFlag{"--route", {}, nullptr}).texts,
-                 wrapped("Send mail for DOMAIN to these hops (numeric); repeatable. DOMAIN: "
-                         "example.test, *.example.test (sub-domains) or * (every other domain, "
-                         "as Postfix relayhost)"))
-      ->type_name("DOMAIN=HOST:PORT[,HOST:PORT]")
-      ->expected(1)
-      ->allow_extra_args(false)
-      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll)
-      ->group(g_relay);
+
+  const std::string g_routing = "Routing and aliases (docs/routing.md)";
+  list("route", "DOMAIN=HOST:PORT[,HOST:PORT]",
+       "Send mail for DOMAIN to these hops (numeric), tried in the order written; repeatable. "
+       "DOMAIN: example.test, *.example.test (its sub-domains), an address literal such as "
+       "[127.0.0.1], or * (every other domain, as Postfix relayhost). [[route]] tables also "
+       "take hop priorities and pacing per destination",
+       g_routing, set_routes);
+  list("alias", "ADDRESS=TARGET[,TARGET]",
+       "Deliver mail for ADDRESS (local@domain, or @domain: every address of a domain) to "
+       "these mailboxes instead; repeatable; a target may be an alias too, 10 deep at most "
+       "(Postfix virtual_alias_maps)",
+       g_routing, set_aliases);
+
+  const std::string g_delivery =
+      "Delivery (per destination, over all threads; a [[route]] may override the first four)";
+  value("destination-concurrency", "N",
+        "Connections open at once to one destination (1-10000, default 20; Postfix "
+        "default_destination_concurrency_limit)",
+        g_delivery);
+  value("messages-per-connection", "N",
+        "Messages over one connection before another is opened (default 1000; 0 = no limit)",
+        g_delivery);
+  value("destination-rate", "R",
+        "Messages per second to one destination, as a token bucket holding one second's worth "
+        "(default 0 = no limit)",
+        g_delivery);
+  no_switch("bdat", "Send with DATA even where the next hop offers CHUNKING (BDAT, RFC 3030)",
+            g_delivery);
+  value("connect-timeout", "DURATION",
+        "Wait this long for a connection to a hop (default 30s; Postfix smtp_connect_timeout)",
+        g_delivery);
+  value("delivery-timeout", "DURATION", "Wait this long for each reply of a hop (default 5m)",
+        g_delivery);
+  value("idle-timeout", "DURATION",
+        "Keep an idle connection this long for the next message (default 2s; 0: close it at "
+        "once; Postfix smtp_connection_cache_time_limit)",
+        g_delivery);
+  value("throttle-pause", "DURATION",
+        "After a 421 or 4.7.x reply, open no connection to that destination for this long and "
+        "halve its concurrency (default 1s)",
+        g_delivery);
+  value("max-received", "N",
+        "More Received: headers than this is a mail loop: 554 5.4.6 (1-1000, default 50; "
+        "Postfix hopcount_limit)",
+        g_delivery);
+
+  const std::string g_retry = "Retries (of a deferred recipient)";
+  value("retry-first-delay", "DURATION",
+        "Try again after this long (1ms-24h, default 5m; Postfix minimal_backoff_time)...",
+        g_retry);
+  value("retry-factor", "F", "...then each delay this many times the one before (1-10, default 2)...",
+        g_retry);
+  value("retry-max-delay", "DURATION",
+        "...up to this long (from the first delay to 24h, default 4000s; Postfix "
+        "maximal_backoff_time)",
+        g_retry);
+  value("retry-jitter", "F",
+        "Move each delay by a random share of up to this either way (0-0.5, default 0.2)",
+        g_retry);
+  value("max-queue-lifetime", "DURATION",
+        "Bounce what is still undelivered after this long in the queue (1ms-2400h, default "
+        "120h = 5 days; Postfix maximal_queue_lifetime)",
+        g_retry);
 
   const std::string g_smtp = "SMTP server";
   value("hostname", "NAME",
@@ -957,13 +1354,7 @@ int load_relay_config(int argc, char** argv, RelayConfig& out, std::ostream& out
       std::vector<Value> values;
       for (const std::string& t : l.texts)
         values.emplace_back(t, Origin::flag(l.flag));
-      if (l.set != nullptr) {
-        l.set(values, cfg);
-      } else {  // --route
-        cfg.routes.clear();
-        for (const Value& v : values)
-          add_route(route_from_text(v), v, cfg);
-      }
+      l.set(values, cfg);
     }
     check(cfg, src);
 
@@ -991,6 +1382,18 @@ std::string toml_size(std::uint64_t bytes) {
 
 std::string toml_duration_ns(std::uint64_t ns) {
   return toml_string(config::format_duration_ns(ns));
+}
+
+// A number as TOML: integral values as integers ("2"), others in the shortest exact form.
+std::string toml_number(double v) {
+  if (v == std::floor(v) && std::fabs(v) < 1e15) {
+    return std::to_string(static_cast<std::int64_t>(v));
+  }
+  return config::format_double(v);
+}
+
+std::string toml_ms(std::uint64_t ms) {
+  return toml_duration_ns(ms * kNsPerMs);
 }
 
 template <typename T, typename F>
@@ -1057,6 +1460,28 @@ std::string format_relay_config(const RelayConfig& c) {
   o << "max-connections = " << c.max_connections << "  # 0 = no limit\n";
   o << "max-connections-per-client = " << c.max_connections_per_client << "  # 0 = no limit\n";
 
+  const DeliveryConfig& d = c.delivery;
+  o << "\n# Delivery (per destination, over all threads; a [[route]] may override the first "
+       "four)\n";
+  o << "destination-concurrency = " << d.policy.concurrency << "\n";
+  o << "messages-per-connection = " << d.policy.messages_per_connection << "  # 0 = no limit\n";
+  o << "destination-rate = " << toml_number(d.policy.rate)
+    << "  # messages per second; 0 = no limit\n";
+  o << "bdat = " << yes(d.policy.bdat) << "\n";
+  o << "connect-timeout = " << toml_ms(d.connect_timeout_ms) << "\n";
+  o << "delivery-timeout = " << toml_ms(d.reply_timeout_ms) << "\n";
+  o << "idle-timeout = " << toml_ms(d.idle_timeout_ms) << "  # 0 = close at once\n";
+  o << "throttle-pause = " << toml_ms(d.throttle_pause_ms) << "\n";
+  o << "max-received = " << d.max_received << "\n";
+
+  const RetryPolicy& retry = d.retry;
+  o << "\n# Retries\n";
+  o << "retry-first-delay = " << toml_ms(retry.first_delay_ms) << "\n";
+  o << "retry-factor = " << toml_number(retry.factor) << "\n";
+  o << "retry-max-delay = " << toml_ms(retry.max_delay_ms) << "\n";
+  o << "retry-jitter = " << toml_number(retry.jitter) << "\n";
+  o << "max-queue-lifetime = " << toml_ms(retry.lifetime_ms) << "\n";
+
   if (c.routes.empty()) {
     o << "\n# No [[route]] tables: domain = \"*\" with hops = [\"HOST:PORT\"] is the default "
          "route.\n";
@@ -1064,8 +1489,36 @@ std::string format_relay_config(const RelayConfig& c) {
   for (const Route& r : c.routes) {
     o << "\n[[route]]\n";
     o << "domain = " << toml_string(r.domain) << "\n";
-    o << "hops = " << toml_list(r.hops, [](const io::SocketAddress& a) { return a.to_string(); })
-      << "\n";
+    bool in_order = true;  // priorities 0, 1, 2...: strings say it
+    for (std::size_t i = 0; i < r.hops.size(); ++i)
+      in_order = in_order && r.priority(i) == i;
+    if (in_order) {
+      o << "hops = " << toml_list(r.hops, [](const io::SocketAddress& a) { return a.to_string(); })
+        << "\n";
+    } else {
+      o << "hops = [\n";
+      for (std::size_t i = 0; i < r.hops.size(); ++i) {
+        o << "  { address = " << toml_string(r.hops[i].to_string())
+          << ", priority = " << r.priority(i) << " },\n";
+      }
+      o << "]\n";
+    }
+    if (r.concurrency) o << "concurrency = " << *r.concurrency << "\n";
+    if (r.messages_per_connection) {
+      o << "messages-per-connection = " << *r.messages_per_connection << "\n";
+    }
+    if (r.rate) o << "rate = " << toml_number(*r.rate) << "\n";
+    if (r.bdat) o << "bdat = " << yes(*r.bdat) << "\n";
+  }
+
+  if (c.aliases.empty()) {
+    o << "\n# No [[alias]] tables: address = \"info@example.test\" with to = "
+         "[\"someone@example.test\"] forwards.\n";
+  }
+  for (const Alias& a : c.aliases) {
+    o << "\n[[alias]]\n";
+    o << "address = " << toml_string(a.address) << "\n";
+    o << "to = " << toml_list(a.targets, [](const std::string& t) { return t; }) << "\n";
   }
   return o.str();
 }

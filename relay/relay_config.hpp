@@ -44,9 +44,47 @@
 //   max-connections-per-client = 100    # per client IP; 0 = no limit (Postfix
 //                                       # smtpd_client_connection_count_limit)
 //
+//   # Delivery (docs/routing.md); pacing is per destination, over all threads
+//   destination-concurrency = 20        # connections at once, 1..10000 (Postfix
+//                                       # default_destination_concurrency_limit)
+//   messages-per-connection = 1000      # then a new connection; 0 = no limit
+//   destination-rate = 0                # messages/s, a token bucket; 0 = no limit
+//   bdat = true                         # BDAT where the next hop offers CHUNKING
+//   connect-timeout = "30s"             # 1ms..1h (Postfix smtp_connect_timeout)
+//   delivery-timeout = "5m"             # each reply of the next hop, 1ms..1h
+//   idle-timeout = "2s"                 # an idle connection kept for reuse, 0..1h; 0: closed
+//                                       # at once (Postfix smtp_connection_cache_time_limit)
+//   throttle-pause = "1s"               # after 421 / 4.7.x: no new connection for this long
+//                                       # (0..1h) and the concurrency halved
+//   max-received = 50                   # more Received: headers is a loop, 1..1000 (Postfix
+//                                       # hopcount_limit)
+//   retry-first-delay = "5m"            # 1ms..24h (Postfix minimal_backoff_time), then each
+//   retry-factor = 2                    # delay 1..10 times the one before, up to
+//   retry-max-delay = "4000s"           # 1ms..24h, >= retry-first-delay (maximal_backoff_time),
+//   retry-jitter = 0.2                  # each moved by up to this share either way, 0..0.5
+//   max-queue-lifetime = "120h"         # then bounced; 1ms..2400h (Postfix
+//                                       # maximal_queue_lifetime = 5d; no day unit here)
+//
 //   [[route]]                           # where mail for a domain goes (Postfix transport;
 //   domain = "*"                        # "*" is the default route, as relayhost), the same
 //   hops = ["127.0.0.1:2526"]           # as route = ["*=127.0.0.1:2526"] in flag form
+//
+//   [[route]]
+//   domain = "example.test"             # also "*.example.test" (its sub-domains only) or an
+//                                       # address literal "[127.0.0.1]"; no domain twice
+//   hops = ["127.0.0.1:2526", "127.0.0.1:2527"]   # strings: failover in the order written
+//   # hops = [{ address = "127.0.0.1:2526", priority = 10 },   # lower first, 0..65535;
+//   #         { address = "127.0.0.1:2527", priority = 10 }]   # equal ones share the load
+//   concurrency = 5                     # overrides of destination-concurrency,
+//   messages-per-connection = 100       # messages-per-connection, destination-rate (key
+//   rate = 50.0                         # rate) and bdat for this destination only; absent:
+//   bdat = false                        # the global value
+//
+//   [[alias]]                           # forwarding (Postfix virtual_alias_maps), also
+//   address = "info@example.test"       # alias = ["info@example.test=a@example.test,..."];
+//   to = ["a@example.test", "b@other.test"]   # "@example.test" as address: all of a domain.
+//                                       # Targets are expanded again (10 deep at most, 1000
+//                                       # recipients at most, no cycle); keys ignore case
 //
 // Command-line flags override the file; a list flag replaces the file's whole list.
 #pragma once
@@ -61,6 +99,7 @@
 
 #include "core/io/socket_address.hpp"
 #include "core/smtp/server_session.hpp"
+#include "relay/delivery_config.hpp"
 
 namespace ringmta::relay {
 
@@ -93,8 +132,8 @@ struct Network {
 // pattern is lower case (as the loader leaves it); the domain is compared ignoring case.
 bool domain_matches(std::string_view pattern, std::string_view domain);
 
-// Where mail for a domain goes: --route DOMAIN=HOST:PORT[,HOST:PORT...]. Which route wins
-// and how hops are tried is the queue manager's business; the loader only checks the text.
+// Where mail for a domain goes: --route DOMAIN=HOST:PORT[,HOST:PORT...] or a [[route]] table.
+// Which route wins is RouteTable's business (route_table.hpp); the loader checks the text.
 struct Route {
   // Lower case: a domain, "*.suffix" (its sub-domains), "*" (the default route), or an
   // address literal such as "[127.0.0.1]" (recipients written user@[127.0.0.1]).
@@ -102,11 +141,40 @@ struct Route {
   // Numeric HOST:PORT, port not 0, no repeats. Postfix's "[127.0.0.1]:2526" (brackets: no MX
   // lookup) is read as 127.0.0.1:2526, since ringmta never looks anything up.
   std::vector<io::SocketAddress> hops;
+  // The hops' priorities, one per hop (lower is tried first, equal ones share the load); a
+  // missing one is the hop's position, as the flag form and a list of strings give.
+  std::vector<std::uint32_t> priorities;
+  // This destination's overrides of RelayConfig::delivery.policy ([[route]] keys concurrency,
+  // messages-per-connection, rate, bdat); unset: the global value.
+  std::optional<std::uint32_t> concurrency;
+  std::optional<std::uint32_t> messages_per_connection;
+  std::optional<double> rate;
+  std::optional<bool> bdat;
 
+  std::uint32_t priority(std::size_t hop) const;
+  // `defaults` with this route's overrides applied.
+  DeliveryPolicy policy(const DeliveryPolicy& defaults) const;
+
+  // The flag form; priorities are the hops' positions.
   static bool parse(std::string_view text, Route& out, std::string* why);
-  std::string to_string() const;  // "DOMAIN=HOST:PORT,HOST:PORT": parse() reads it back
+  // "DOMAIN=HOST:PORT,HOST:PORT": the flag form, which parse() reads back (it has no room for
+  // priorities or overrides; --print-config writes [[route]] tables).
+  std::string to_string() const;
 };
-bool operator==(const Route& a, const Route& b);  // hops compare by their text
+// Every field; hops compare by their text, priorities as priority() gives them.
+bool operator==(const Route& a, const Route& b);
+
+// Limits of alias expansion (Postfix virtual_alias_recursion_limit and
+// virtual_alias_expansion_limit are 1000 each; a chain of ten aliases is already unusual).
+inline constexpr std::size_t kMaxAliasDepth = 10;         // aliases in a chain
+inline constexpr std::size_t kMaxAliasRecipients = 1000;  // final recipients of one alias
+
+// Expands every alias as AliasTable (route_table.hpp) does and returns "" when each one
+// expands: no cycle, at most kMaxAliasDepth aliases in a chain, at most kMaxAliasRecipients
+// final recipients. Else the reason (naming the cycle or the chain), and *failed is the index
+// of the first alias whose expansion failed. Defined with AliasTable: one piece of code
+// decides both.
+std::string check_aliases(const std::vector<Alias>& aliases, std::size_t* failed);
 
 inline constexpr std::string_view kDefaultListen = "127.0.0.1:2525";
 
@@ -142,6 +210,17 @@ struct RelayConfig {
   // send to, lower case, "*.suffix" for sub-domains. Default none.
   std::vector<std::string> accepted_domains;
   std::vector<Route> routes;  // --route DOMAIN=HOST:PORT[,...] (repeatable; [[route]])
+  // --alias ADDRESS=TARGET[,TARGET...] (repeatable; [[alias]]): address lower case
+  // ("local@domain" or "@domain"), targets mailboxes as written; checked by check_aliases.
+  std::vector<Alias> aliases;
+
+  // ---- Delivery
+  // --destination-concurrency, --messages-per-connection, --destination-rate, --no-bdat;
+  // --connect-timeout, --delivery-timeout (reply_timeout_ms), --idle-timeout,
+  // --throttle-pause, --max-received; --retry-first-delay, --retry-factor, --retry-max-delay,
+  // --retry-jitter, --max-queue-lifetime (retry.lifetime_ms). Defaults as in
+  // delivery_config.hpp.
+  DeliveryConfig delivery;
 
   // ---- SMTP server
   // --hostname (default "localhost"), --max-message-size (35M), --max-recipients (100),

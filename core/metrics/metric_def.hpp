@@ -45,6 +45,14 @@ inline constexpr std::uint64_t kSizeBoundsBytes[] = {
     256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864,
 };
 inline constexpr std::uint64_t kMessageCountBounds[] = {1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024};
+constexpr std::uint64_t kSecondNs = 1'000'000'000;
+inline constexpr std::uint64_t kDelayBoundsNs[] = {
+    1'000'000,        10'000'000,        100'000'000,                // 1 ms .. 100 ms
+    kSecondNs,        2 * kSecondNs,     5 * kSecondNs,               // 1 s
+    10 * kSecondNs,   30 * kSecondNs,    60 * kSecondNs,              // 10 s .. 1 min
+    300 * kSecondNs,  900 * kSecondNs,   3600 * kSecondNs,            // 5 min .. 1 h
+    4 * 3600 * kSecondNs, 24 * 3600 * kSecondNs, 5 * 24 * 3600 * kSecondNs,  // 4 h .. 5 d
+};
 }  // namespace detail
 
 // Loopback-fine latencies: observe nanoseconds, exported in seconds; 10 µs .. 10 s, 1-2-5.
@@ -53,6 +61,9 @@ inline constexpr BucketSet kLatencyBuckets{detail::kLatencyBoundsNs, 1e9, "_seco
 // Message and buffer sizes: observe bytes; 256 B .. 64 MiB, powers of 4.
 inline constexpr BucketSet kSizeBuckets{detail::kSizeBoundsBytes, 1.0, "_bytes",
                                         "256 B to 64 MiB, powers of 4"};
+// Delivery delays, retries included: observe nanoseconds, exported in seconds; 1 ms .. 5 d.
+inline constexpr BucketSet kDelayBuckets{detail::kDelayBoundsNs, 1e9, "_seconds",
+                                         "1 ms to 5 days (a retry schedule's range)"};
 // How many messages something covered (a group commit's batch): 1 .. 1024, powers of 2.
 inline constexpr BucketSet kMessageCountBuckets{detail::kMessageCountBounds, 1.0, "_messages",
                                                 "1 to 1024 messages, powers of 2"};

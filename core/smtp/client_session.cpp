@@ -199,7 +199,7 @@ bool ClientSession::send_message(const Envelope& env, std::uint64_t body_octets)
   send_cursor_ = 0;
   recv_cursor_ = 0;
   pipelining_ = config_.use_pipelining && caps_.pipelining;
-  bdat_ = will_use_bdat();
+  bdat_ = will_use_bdat() && env.allow_bdat;
   // Refuse locally what the server announced it would refuse.
   const Reply* local = nullptr;
   if (caps_.size && caps_.max_size != 0 && body_octets > caps_.max_size) local = &kTooBigForServer;

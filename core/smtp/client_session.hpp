@@ -42,6 +42,9 @@ struct Envelope {
   std::span<const std::string_view> recipients{};
   MailParams mail{};  // BODY, SMTPUTF8, RET, ENVID; SIZE is added by the session
   std::span<const RcptParams> rcpt_params{};  // empty, or one per recipient
+  // False: this message goes by DATA even when BDAT is offered and configured (its body is
+  // at hand only in DATA's dot-stuffed form).
+  bool allow_bdat = true;
 };
 
 // How a transaction ended: on a server reply, or on something local (the data reply is

@@ -160,38 +160,44 @@ bool encode_envelope(const EnvelopeView& e, std::uint64_t body_length, std::stri
   return ok;
 }
 
-bool decode_message_payload(std::string_view payload, StoredMessage& m, std::string_view& body,
-                            std::string* why) {
-  Reader r(payload);
+bool decode_envelope(std::string_view bytes, StoredMessage& m, std::uint64_t& body_length,
+                     std::size_t& used, std::string* why) {
+  const auto bad = [why](const char* reason) {
+    if (why != nullptr) *why = reason;
+    return false;
+  };
+  Reader r(bytes);
   std::uint8_t format = 0;
   std::uint32_t count = 0;
-  std::uint64_t body_length = 0;
   const bool head = r.u64(m.id) && r.u64(m.arrival_unix_ms) && r.u8(format) && r.u8(m.flags) &&
                     r.u8(m.ret) && r.str(m.sender) && r.str(m.envid) && r.str(m.client_ip) &&
                     r.str(m.helo) && r.u32(count);
-  if (!head || format > 1) {
-    if (why != nullptr) *why = "envelope cut short or unknown body format";
-    return false;
-  }
+  if (!head || format > 1) return bad("envelope cut short or unknown body format");
   m.body_format = static_cast<StoredBody>(format);
   // Each recipient takes at least 5 bytes: a count beyond that is corruption, not a reason
   // to allocate.
-  if (count > payload.size() / 5) {
-    if (why != nullptr) *why = "recipient count larger than the record";
-    return false;
-  }
+  if (count > bytes.size() / 5) return bad("recipient count larger than the record");
   m.recipients.resize(count);
   for (StoredRecipient& rc : m.recipients) {
     if (!r.str(rc.address) || !r.u8(rc.notify) || !r.str(rc.orcpt)) {
-      if (why != nullptr) *why = "recipient list cut short";
-      return false;
+      return bad("recipient list cut short");
     }
   }
-  if (!r.u64(body_length) || body_length != r.rest().size()) {
+  if (!r.u64(body_length)) return bad("envelope cut short or unknown body format");
+  used = bytes.size() - r.rest().size();
+  return true;
+}
+
+bool decode_message_payload(std::string_view payload, StoredMessage& m, std::string_view& body,
+                            std::string* why) {
+  std::uint64_t body_length = 0;
+  std::size_t used = 0;
+  if (!decode_envelope(payload, m, body_length, used, why)) return false;
+  if (body_length != payload.size() - used) {
     if (why != nullptr) *why = "body length does not match the record";
     return false;
   }
-  body = r.rest();
+  body = payload.substr(used);
   return true;
 }
 

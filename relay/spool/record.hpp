@@ -105,6 +105,10 @@ struct StoredMessage {
   std::vector<StoredRecipient> recipients;
   friend bool operator==(const StoredMessage&, const StoredMessage&) = default;
 };
+// Reads the envelope part alone (as encode_envelope wrote it): the body length it declares
+// and how many bytes it took.
+bool decode_envelope(std::string_view bytes, StoredMessage& out, std::uint64_t& body_length,
+                     std::size_t& used, std::string* why = nullptr);
 // Splits a message payload into its envelope and a view of the body.
 bool decode_message_payload(std::string_view payload, StoredMessage& out, std::string_view& body,
                             std::string* why);

@@ -127,6 +127,7 @@ bool SpoolWriter::open_segment(std::uint64_t size, int* err) {
   s->path = path;
   segments_.push_back(s);
   current_ = s;
+  if (segment_observer_ != nullptr) segment_observer_(segment_ctx_, s->sequence);
   return true;
 }
 

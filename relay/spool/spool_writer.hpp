@@ -110,6 +110,13 @@ class SpoolWriter {
     observer_ctx_ = ctx;
   }
   const Stats& stats() const { return stats_; }
+  // Told of every segment this writer creates (the queue tracks them for deletion).
+  using SegmentObserver = void (*)(void* ctx, std::uint64_t sequence);
+  void set_segment_observer(SegmentObserver f, void* ctx) {
+    segment_observer_ = f;
+    segment_ctx_ = ctx;
+    if (current_ != nullptr && f != nullptr) f(ctx, current_->sequence);
+  }
 
  private:
   struct Batch {
@@ -151,6 +158,8 @@ class SpoolWriter {
   io::Timer batch_timer_;
   std::uint64_t retry_after_ms_ = 0;  // segment creation failed: not before this
   bool create_failing_ = false;       // logged once per outage
+  SegmentObserver segment_observer_ = nullptr;
+  void* segment_ctx_ = nullptr;
   BatchObserver observer_ = nullptr;
   void* observer_ctx_ = nullptr;
   Stats stats_;

@@ -150,6 +150,22 @@ TEST(RelayConfig, NoArgumentsGiveTheLoopbackDefaults) {
   EXPECT_FALSE(c.server.starttls);
   EXPECT_EQ(c.max_connections, 10000u);
   EXPECT_EQ(c.max_connections_per_client, 100u);
+  EXPECT_TRUE(c.aliases.empty());
+  const DeliveryConfig& d = c.delivery;
+  EXPECT_EQ(d.policy.concurrency, 20u);
+  EXPECT_EQ(d.policy.messages_per_connection, 1000u);
+  EXPECT_EQ(d.policy.rate, 0.0);
+  EXPECT_TRUE(d.policy.bdat);
+  EXPECT_EQ(d.retry.first_delay_ms, 300'000u);
+  EXPECT_EQ(d.retry.factor, 2.0);
+  EXPECT_EQ(d.retry.max_delay_ms, 4'000'000u);
+  EXPECT_EQ(d.retry.jitter, 0.2);
+  EXPECT_EQ(d.retry.lifetime_ms, 5ull * 24 * 3600 * 1000);
+  EXPECT_EQ(d.connect_timeout_ms, 30'000u);
+  EXPECT_EQ(d.reply_timeout_ms, 300'000u);
+  EXPECT_EQ(d.idle_timeout_ms, 2'000u);
+  EXPECT_EQ(d.throttle_pause_ms, 1'000u);
+  EXPECT_EQ(d.max_received, 50u);
   // A default-constructed RelayConfig is the same.
   EXPECT_TRUE(c == RelayConfig{});
 }
@@ -331,6 +347,28 @@ TEST(RelayConfig, HelpSpeaksPostfixAndShowsDefaults) {
                         "(Postfix relay_domains; default none)",
                         "--route DOMAIN=HOST:PORT[,HOST:PORT]",
                         "as Postfix relayhost",
+                        "Routing and aliases (docs/routing.md):",
+                        "--alias ADDRESS=TARGET[,TARGET]",
+                        "virtual_alias_maps",
+                        "Delivery (per destination, over all threads; a [[route]] may override "
+                        "the first four):",
+                        "--destination-concurrency N",
+                        "default_destination_concurrency_limit",
+                        "--messages-per-connection N",
+                        "--destination-rate R",
+                        "--no-bdat",
+                        "--connect-timeout DURATION",
+                        "--delivery-timeout DURATION",
+                        "--idle-timeout DURATION",
+                        "--throttle-pause DURATION",
+                        "--max-received N",
+                        "Retries (of a deferred recipient):",
+                        "--retry-first-delay DURATION",
+                        "--retry-factor F",
+                        "--retry-max-delay DURATION",
+                        "--retry-jitter F",
+                        "--max-queue-lifetime DURATION",
+                        "maximal_queue_lifetime = 5d          --max-queue-lifetime 120h",
                         "(default 35M; Postfix",
                         "message_size_limit",
                         "--no-pipelining",
@@ -720,7 +758,8 @@ TEST(RelayConfigToml, ErrorsNameTheFileLineColumnAndKey) {
        "1:1: [[route]]: needs domain = \"example.test\" (\"*\" for the default route)"},
       {"\n[[route]]\ndomain = \"a.test\"\n", "2:1: [[route]]: needs hops = [\"HOST:PORT\", ...]"},
       {"[[route]]\ndomain = \"a.test\"\nhops = [\"127.0.0.1:1\"]\nweight = 2\n",
-       "4:1: weight: unknown [[route]] key (a route has domain and hops)"},
+       "4:1: weight: unknown [[route]] key (a route has domain, hops, and the overrides "
+       "concurrency, messages-per-connection, rate and bdat)"},
       {"[[route]]\ndomain = \"a.test\"\nhops = [\"127.0.0.1:1\"]\n"
        "[[route]]\ndomain = \"A.test\"\nhops = [\"127.0.0.1:2\"]\n",
        "5:10: domain: 'a.test' has a route already (names ignore case)"},
@@ -914,7 +953,22 @@ TEST(RelayConfigPrint, EverySettingIsWrittenWithItsDefault) {
            "dsn = true\n",
            "max-connections = 10000",
            "max-connections-per-client = 100",
-           "# No [[route]] tables"}) {
+           "destination-concurrency = 20\n",
+           "messages-per-connection = 1000  # 0 = no limit\n",
+           "destination-rate = 0  # messages per second; 0 = no limit\n",
+           "bdat = true\n",
+           "connect-timeout = \"30s\"\n",
+           "delivery-timeout = \"5m\"\n",
+           "idle-timeout = \"2s\"  # 0 = close at once\n",
+           "throttle-pause = \"1s\"\n",
+           "max-received = 50\n",
+           "retry-first-delay = \"5m\"\n",
+           "retry-factor = 2\n",
+           "retry-max-delay = \"4000s\"\n",
+           "retry-jitter = 0.2\n",
+           "max-queue-lifetime = \"120h\"\n",
+           "# No [[route]] tables",
+           "# No [[alias]] tables"}) {
     EXPECT_NE(r.out.find(s), std::string::npos) << "missing: " << s << "\n" << r.out;
   }
   EXPECT_EQ(r.out.find("ignored"), std::string::npos) << r.out;
@@ -927,9 +981,667 @@ TEST(RelayConfigPrint, EverySettingIsWrittenWithItsDefault) {
 TEST(RelayConfigPrint, RoutesAreTables) {
   const Result r = run({"--print-config", "--route", "a.test=127.0.0.1:1,[::1]:2"});
   ASSERT_EQ(r.rc, 0) << r.err;
-  EXPECT_TRUE(
-      r.out.ends_with("\n[[route]]\ndomain = \"a.test\"\nhops = [\"127.0.0.1:1\", \"[::1]:2\"]\n"))
+  EXPECT_NE(
+      r.out.find("\n[[route]]\ndomain = \"a.test\"\nhops = [\"127.0.0.1:1\", \"[::1]:2\"]\n\n"),
+      std::string::npos)
       << r.out;
+}
+
+// ---- Delivery, routes with priorities and overrides, aliases ---------------------------------
+
+TEST(RelayDelivery, EveryFlagSetsItsField) {
+  const Result r = run({"--destination-concurrency", "7",    "--messages-per-connection", "0",
+                        "--destination-rate", "12.5",        "--no-bdat",
+                        "--retry-first-delay", "1s",         "--retry-factor", "1.5",
+                        "--retry-max-delay", "1h",           "--retry-jitter", "0",
+                        "--max-queue-lifetime", "48h",       "--connect-timeout", "250ms",
+                        "--delivery-timeout", "1m",          "--idle-timeout", "0",
+                        "--throttle-pause", "0s",            "--max-received", "1000"});
+  ASSERT_EQ(r.rc, -1) << r.err;
+  const DeliveryConfig& d = r.cfg.delivery;
+  EXPECT_EQ(d.policy.concurrency, 7u);
+  EXPECT_EQ(d.policy.messages_per_connection, 0u);
+  EXPECT_EQ(d.policy.rate, 12.5);
+  EXPECT_FALSE(d.policy.bdat);
+  EXPECT_EQ(d.retry.first_delay_ms, 1'000u);
+  EXPECT_EQ(d.retry.factor, 1.5);
+  EXPECT_EQ(d.retry.max_delay_ms, 3'600'000u);
+  EXPECT_EQ(d.retry.jitter, 0.0);
+  EXPECT_EQ(d.retry.lifetime_ms, 48u * 3'600'000u);
+  EXPECT_EQ(d.connect_timeout_ms, 250u);
+  EXPECT_EQ(d.reply_timeout_ms, 60'000u);
+  EXPECT_EQ(d.idle_timeout_ms, 0u);
+  EXPECT_EQ(d.throttle_pause_ms, 0u);
+  EXPECT_EQ(d.max_received, 1000u);
+  // Nothing else moved.
+  RelayConfig want;
+  want.delivery = d;
+  EXPECT_TRUE(r.cfg == want);
+}
+
+TEST(RelayDelivery, BoundsAreAccepted) {
+  const Result lo = run({"--destination-concurrency", "1", "--retry-first-delay", "1ms",
+                         "--retry-max-delay", "1ms", "--retry-factor", "1", "--retry-jitter",
+                         "0.5", "--max-queue-lifetime", "1ms", "--connect-timeout", "1ms",
+                         "--max-received", "1", "--destination-rate", "0.001"});
+  ASSERT_EQ(lo.rc, -1) << lo.err;
+  EXPECT_EQ(lo.cfg.delivery.retry.max_delay_ms, 1u);
+  EXPECT_EQ(lo.cfg.delivery.retry.lifetime_ms, 1u);
+  EXPECT_EQ(lo.cfg.delivery.policy.rate, 0.001);
+  const Result hi = run({"--destination-concurrency", "10000", "--retry-first-delay", "24h",
+                         "--retry-max-delay", "1440m", "--retry-factor", "10",
+                         "--max-queue-lifetime", "2400h", "--delivery-timeout", "1h",
+                         "--idle-timeout", "1h", "--throttle-pause", "1h",
+                         "--messages-per-connection", "10000000", "--destination-rate",
+                         "1000000"});
+  ASSERT_EQ(hi.rc, -1) << hi.err;
+  EXPECT_EQ(hi.cfg.delivery.retry.lifetime_ms, 100ull * 24 * 3'600'000);
+  EXPECT_EQ(hi.cfg.delivery.retry.first_delay_ms, hi.cfg.delivery.retry.max_delay_ms);
+}
+
+TEST(RelayDelivery, EveryBadFlagIsRefusedWithItsReason) {
+  struct Case {
+    std::vector<std::string> args;
+    std::string err;  // the whole line after "ringmta-relay: "
+  };
+  const std::string kMs = "must be whole milliseconds, at least 1ms, got ";
+  const std::vector<Case> cases = {
+      {{"--destination-concurrency", "0"},
+       "--destination-concurrency: must be a connection count from 1 to 10000, got '0'"},
+      {{"--destination-concurrency", "10001"},
+       "--destination-concurrency: must be a connection count from 1 to 10000, got '10001'"},
+      {{"--messages-per-connection", "-1"},
+       "--messages-per-connection: must be a message count from 0 (no limit) to 10000000, got "
+       "'-1'"},
+      {{"--destination-rate", "-1"},
+       "--destination-rate: must be messages per second from 0 (no limit) to 1000000, got '-1'"},
+      {{"--destination-rate", "fast"},
+       "--destination-rate: must be messages per second from 0 (no limit) to 1000000, got "
+       "'fast'"},
+      {{"--destination-rate", "nan"},
+       "--destination-rate: must be messages per second from 0 (no limit) to 1000000, got "
+       "'nan'"},
+      {{"--destination-rate", "1000001"},
+       "--destination-rate: must be messages per second from 0 (no limit) to 1000000, got "
+       "'1000001'"},
+      {{"--no-bdat=false"}, "--no-bdat: takes no value"},
+      {{"--retry-first-delay", "0"}, "--retry-first-delay: " + kMs + "'0'"},
+      {{"--retry-first-delay", "1500us"}, "--retry-first-delay: " + kMs + "'1500us'"},
+      {{"--retry-first-delay", "25h"}, "--retry-first-delay: must be at most 24h, got '25h'"},
+      {{"--retry-first-delay", "300"},
+       "--retry-first-delay: '300' needs a unit (ns, us, ms, s, m or h)"},
+      {{"--retry-factor", "0.5"}, "--retry-factor: must be a factor from 1 to 10, got '0.5'"},
+      {{"--retry-factor", "11"}, "--retry-factor: must be a factor from 1 to 10, got '11'"},
+      {{"--retry-max-delay", "2d"}, "--retry-max-delay: '2d': there is no day unit; write 48h"},
+      {{"--retry-max-delay", "1.5d"},
+       "--retry-max-delay: '1.5d': there is no day unit; write 36h"},
+      {{"--retry-jitter", "0.6"}, "--retry-jitter: must be a share from 0 to 0.5, got '0.6'"},
+      {{"--retry-jitter", "-0.1"}, "--retry-jitter: must be a share from 0 to 0.5, got '-0.1'"},
+      {{"--max-queue-lifetime", "0"}, "--max-queue-lifetime: " + kMs + "'0'"},
+      {{"--max-queue-lifetime", "2401h"},
+       "--max-queue-lifetime: must be at most 2400h, got '2401h'"},
+      {{"--max-queue-lifetime", "5d"},
+       "--max-queue-lifetime: '5d': there is no day unit; write 120h"},
+      {{"--max-queue-lifetime", "5x"},
+       "--max-queue-lifetime: '5x': unknown unit 'x' (ns, us, ms, s, m or h)"},
+      {{"--connect-timeout", "0"}, "--connect-timeout: " + kMs + "'0'"},
+      {{"--delivery-timeout", "2h"}, "--delivery-timeout: must be at most 1h, got '2h'"},
+      {{"--idle-timeout", "1500us"},
+       "--idle-timeout: must be whole milliseconds, got '1500us'"},
+      {{"--idle-timeout", "61m"}, "--idle-timeout: must be at most 1h, got '61m'"},
+      {{"--throttle-pause", "5"}, "--throttle-pause: '5' needs a unit (ns, us, ms, s, m or h)"},
+      {{"--max-received", "0"}, "--max-received: must be a count from 1 to 1000, got '0'"},
+      {{"--max-received", "1001"}, "--max-received: must be a count from 1 to 1000, got '1001'"},
+  };
+  for (const Case& k : cases) {
+    EXPECT_EQ(refusal(k.args), "ringmta-relay: " + k.err + "\n") << k.args[0] << " " << k.args.back();
+  }
+}
+
+TEST(RelayDelivery, RetryMaxDelayIsNotShorterThanTheFirst) {
+  // Each message names both settings, and points at the one that was given.
+  EXPECT_EQ(refusal({"--retry-max-delay", "1m"}),
+            "ringmta-relay: --retry-max-delay: must be at least retry-first-delay (5m), got 1m\n");
+  EXPECT_EQ(refusal({"--retry-first-delay", "2h"}),
+            "ringmta-relay: --retry-first-delay: must be at most retry-max-delay (4000s), got "
+            "2h\n");
+  EXPECT_EQ(refusal({"--retry-first-delay", "2m", "--retry-max-delay", "1m"}),
+            "ringmta-relay: --retry-max-delay: must be at least retry-first-delay (2m), got 1m\n");
+  const TomlFile f("retry-first-delay = \"10m\"\n\nretry-max-delay = \"9m\"\n");
+  EXPECT_EQ(refusal({"--config", f.path()}),
+            "ringmta-relay: " + f.path() +
+                ":3:19: retry-max-delay: must be at least retry-first-delay (10m), got 9m\n");
+  // Equal is fine, and a raised maximum makes room for a raised first delay.
+  EXPECT_EQ(run({"--retry-first-delay", "4000s"}).rc, -1);
+  EXPECT_EQ(run({"--retry-first-delay", "2h", "--retry-max-delay", "3h"}).rc, -1);
+}
+
+TEST(RelayDelivery, EveryKeySetsItsField) {
+  const TomlFile f(R"(destination-concurrency = 7
+messages-per-connection = 0
+destination-rate = 12
+bdat = false
+retry-first-delay = "1s"
+retry-factor = 1.5
+retry-max-delay = "1h"
+retry-jitter = 0
+max-queue-lifetime = "48h"
+connect-timeout = "250ms"
+delivery-timeout = "1m"
+idle-timeout = "0"
+throttle-pause = "0s"
+max-received = 1000
+)");
+  const Result r = run({"--config", f.path()});
+  ASSERT_EQ(r.rc, -1) << r.err;
+  const Result flags = run({"--destination-concurrency", "7", "--messages-per-connection", "0",
+                            "--destination-rate", "12", "--no-bdat", "--retry-first-delay", "1s",
+                            "--retry-factor", "1.5", "--retry-max-delay", "1h", "--retry-jitter",
+                            "0", "--max-queue-lifetime", "48h", "--connect-timeout", "250ms",
+                            "--delivery-timeout", "1m", "--idle-timeout", "0", "--throttle-pause",
+                            "0s", "--max-received", "1000"});
+  ASSERT_EQ(flags.rc, -1) << flags.err;
+  EXPECT_EQ(r.cfg.delivery.policy.rate, 12.0);
+  EXPECT_EQ(r.cfg.delivery.retry.lifetime_ms, 48u * 3'600'000u);
+  EXPECT_TRUE(r.cfg.delivery == flags.cfg.delivery);
+  EXPECT_TRUE(r.cfg == flags.cfg);
+  // A flag overrides the file's key.
+  const Result o = run({"--config", f.path(), "--destination-concurrency", "3"});
+  ASSERT_EQ(o.rc, -1) << o.err;
+  EXPECT_EQ(o.cfg.delivery.policy.concurrency, 3u);
+  EXPECT_EQ(o.cfg.delivery.retry.first_delay_ms, 1'000u);
+}
+
+TEST(RelayRoute, TablesTakePrioritiesAndOverrides) {
+  const TomlFile f(R"([[route]]
+domain = "Example.TEST"
+hops = [{ address = "127.0.0.1:2526", priority = 10 },
+        { address = "[127.0.0.1]:2527", priority = 10 },
+        { address = "[::1]:2528", priority = 5 }]
+concurrency = 5
+messages-per-connection = 0
+rate = 2.5
+bdat = false
+
+[[route]]
+domain = "*"
+hops = ["127.0.0.1:2530", "127.0.0.1:2531"]
+rate = 100
+
+[[route]]
+domain = "[IPv6:::1]"
+hops = { address = "[::1]:25" }
+
+[[route]]
+domain = "*.b.test"
+hops = ["127.0.0.1:1", { address = "127.0.0.1:2", priority = 0 }]
+)");
+  const Result r = run({"--config", f.path()});
+  ASSERT_EQ(r.rc, -1) << r.err;
+  ASSERT_EQ(r.cfg.routes.size(), 4u);
+  const Route& a = r.cfg.routes[0];
+  EXPECT_EQ(a.domain, "example.test");
+  EXPECT_EQ(texts(a.hops),
+            (std::vector<std::string>{"127.0.0.1:2526", "127.0.0.1:2527", "[::1]:2528"}));
+  EXPECT_EQ(a.priorities, (std::vector<std::uint32_t>{10, 10, 5}));
+  EXPECT_EQ(a.concurrency, 5u);
+  EXPECT_EQ(a.messages_per_connection, 0u);
+  EXPECT_EQ(a.rate, 2.5);
+  EXPECT_EQ(a.bdat, false);
+  const DeliveryPolicy p = a.policy(r.cfg.delivery.policy);
+  EXPECT_EQ(p.concurrency, 5u);
+  EXPECT_EQ(p.messages_per_connection, 0u);
+  EXPECT_EQ(p.rate, 2.5);
+  EXPECT_FALSE(p.bdat);
+  // Strings: failover in the order written; unset overrides stay unset (the global value).
+  const Route& b = r.cfg.routes[1];
+  EXPECT_EQ(b.priorities, (std::vector<std::uint32_t>{0, 1}));
+  EXPECT_FALSE(b.concurrency || b.messages_per_connection || b.bdat);
+  EXPECT_EQ(b.rate, 100.0);
+  const DeliveryPolicy q = b.policy(r.cfg.delivery.policy);
+  EXPECT_EQ(q.concurrency, 20u);
+  EXPECT_EQ(q.messages_per_connection, 1000u);
+  EXPECT_EQ(q.rate, 100.0);
+  EXPECT_TRUE(q.bdat);
+  EXPECT_EQ(r.cfg.routes[2].domain, "[ipv6:::1]");
+  EXPECT_EQ(texts(r.cfg.routes[2].hops), std::vector<std::string>{"[::1]:25"});
+  // Mixed: a string's priority is its position, whatever the tables say.
+  EXPECT_EQ(r.cfg.routes[3].priorities, (std::vector<std::uint32_t>{0, 0}));
+  // The flag form is failover in the order written.
+  const Result flag = run({"--route", "a.test=127.0.0.1:1,127.0.0.1:2,127.0.0.1:3"});
+  ASSERT_EQ(flag.rc, -1) << flag.err;
+  EXPECT_EQ(flag.cfg.routes[0].priorities, (std::vector<std::uint32_t>{0, 1, 2}));
+  // Routes differing only in a priority or an override are not equal.
+  Route x = flag.cfg.routes[0];
+  Route y = x;
+  EXPECT_TRUE(x == y);
+  y.priorities[2] = 1;
+  EXPECT_FALSE(x == y);
+  y = x;
+  y.bdat = true;
+  EXPECT_FALSE(x == y);
+  y = x;
+  y.priorities.clear();  // missing priorities are the positions
+  EXPECT_TRUE(x == y);
+}
+
+TEST(RelayAlias, FlagsAndTablesSetTheAliases) {
+  const Result r = run({"--alias", "Info@Example.TEST=ann@example.test,Bob@Other.test",
+                        "--alias", "@OLD.test=info@example.test", "--alias",
+                        "a=b@x.test=c@x.test", "--alias", "x@[127.0.0.1]=y@[IPv6:::1]"});
+  ASSERT_EQ(r.rc, -1) << r.err;
+  ASSERT_EQ(r.cfg.aliases.size(), 4u);
+  // Keys lower case, targets as written.
+  EXPECT_EQ(r.cfg.aliases[0].address, "info@example.test");
+  EXPECT_EQ(r.cfg.aliases[0].targets,
+            (std::vector<std::string>{"ann@example.test", "Bob@Other.test"}));
+  EXPECT_EQ(r.cfg.aliases[1].address, "@old.test");
+  EXPECT_EQ(r.cfg.aliases[1].targets, std::vector<std::string>{"info@example.test"});
+  // A local part may hold '=': the separator is the first '=' after the '@'.
+  EXPECT_EQ(r.cfg.aliases[2].address, "a=b@x.test");
+  EXPECT_EQ(r.cfg.aliases[2].targets, std::vector<std::string>{"c@x.test"});
+  EXPECT_EQ(r.cfg.aliases[3].address, "x@[127.0.0.1]");
+
+  const TomlFile f(R"(alias = ["Info@Example.TEST=ann@example.test,Bob@Other.test",
+         { address = "@OLD.test", to = "info@example.test" }]
+
+[[alias]]
+address = "a=b@x.test"
+to = ["c@x.test"]
+
+[[alias]]
+address = "x@[127.0.0.1]"
+to = "y@[IPv6:::1]"
+)");
+  // toml++ refuses an [[alias]] after an inline alias array, so the tables go in a second file.
+  const TomlFile g(R"([[alias]]
+address = "Info@Example.TEST"
+to = ["ann@example.test", "Bob@Other.test"]
+
+[[alias]]
+address = "@OLD.test"
+to = "info@example.test"
+
+[[alias]]
+address = "a=b@x.test"
+to = ["c@x.test"]
+
+[[alias]]
+address = "x@[127.0.0.1]"
+to = "y@[IPv6:::1]"
+
+[[alias]]
+address = "\"quoted, local\"@x.test"
+to = ["\"a,b\"@x.test", "d@x.test"]
+)");
+  const Result t = run({"--config", g.path()});
+  ASSERT_EQ(t.rc, -1) << t.err;
+  ASSERT_EQ(t.cfg.aliases.size(), 5u);
+  EXPECT_TRUE(std::equal(r.cfg.aliases.begin(), r.cfg.aliases.end(), t.cfg.aliases.begin()));
+  EXPECT_EQ(t.cfg.aliases[4].address, "\"quoted, local\"@x.test");
+  EXPECT_EQ(t.cfg.aliases[4].targets,
+            (std::vector<std::string>{"\"a,b\"@x.test", "d@x.test"}));
+  // The flag list replaces the file's.
+  const Result o = run({"--config", g.path(), "--alias", "z@x.test=y@x.test"});
+  ASSERT_EQ(o.rc, -1) << o.err;
+  ASSERT_EQ(o.cfg.aliases.size(), 1u);
+  EXPECT_EQ(o.cfg.aliases[0].address, "z@x.test");
+}
+
+TEST(RelayAlias, StringsAndTablesMixInOneArray) {
+  const TomlFile f(
+      "alias = [\"a@x.test=b@y.test\", { address = \"@z.test\", to = \"c@y.test\" }]\n");
+  const Result r = run({"--config", f.path()});
+  ASSERT_EQ(r.rc, -1) << r.err;
+  ASSERT_EQ(r.cfg.aliases.size(), 2u);
+  EXPECT_EQ(r.cfg.aliases[0].address, "a@x.test");
+  EXPECT_EQ(r.cfg.aliases[1].targets, std::vector<std::string>{"c@y.test"});
+}
+
+TEST(RelayAlias, EveryBadFlagIsRefusedWithItsReason) {
+  const std::string kNotAlias =
+      " is not an address to alias: write local@domain, or @domain for every address of a "
+      "domain";
+  const std::string kLong(65, 'l');
+  struct Case {
+    std::vector<std::string> args;
+    std::string err;  // after "ringmta-relay: --alias: "
+  };
+  const std::vector<Case> cases = {
+      {{"info@example.test"},
+       "'info@example.test' is not an alias: write ADDRESS=TARGET[,TARGET...], e.g. "
+       "info@example.test=someone@example.test"},
+      {{"info=a@b.test"}, "'info'" + kNotAlias},
+      {{"@bad_domain=a@b.test"}, "'@bad_domain'" + kNotAlias},
+      {{"@=a@b.test"}, "'@'" + kNotAlias},
+      {{"@*.b.test=a@b.test"}, "'@*.b.test'" + kNotAlias},
+      {{"a@b.test@c=a@b.test"}, "'a@b.test@c'" + kNotAlias},
+      {{"a@b.test="}, "'a@b.test=': no target after '='"},
+      {{"a@b.test=c@d.test,"}, "'a@b.test=c@d.test,': target '' is not a mailbox local@domain (bad local part)"},
+      {{"a@b.test=bad"}, "'a@b.test=bad': target 'bad' is not a mailbox local@domain"},
+      {{"a@b.test=postmaster"},
+       "'a@b.test=postmaster': target 'postmaster' is not a mailbox local@domain"},
+      {{"a@b.test=@x.test"}, "'a@b.test=@x.test': target '@x.test' is not a mailbox local@domain"},
+      {{"a@b.test=@r.test:c@d.test"},
+       "'a@b.test=@r.test:c@d.test': target '@r.test:c@d.test' is not a mailbox local@domain"},
+      {{"a@b.test=<c@d.test>"},
+       "'a@b.test=<c@d.test>': target '<c@d.test>' is not a mailbox local@domain (bad local part)"},
+      {{"a@b.test=c@d..test"},
+       "'a@b.test=c@d..test': target 'c@d..test' is not a mailbox local@domain (bad domain)"},
+      {{"a@b.test=.c@d.test"},
+       "'a@b.test=.c@d.test': target '.c@d.test' is not a mailbox local@domain (bad local "
+       "part)"},
+      {{"a@b.test=" + kLong + "@d.test"},
+       "'a@b.test=" + kLong + "@d.test': target '" + kLong +
+           "@d.test' is not a mailbox local@domain (too long, RFC 5321 4.5.3.1)"},
+      {{"a@b.test=\xff@d.test"},
+       "'a@b.test=\xff@d.test': target '\xff@d.test' is not a mailbox local@domain "
+       "(ill-formed UTF-8)"},
+      {{"a@b.test=c@d.test,c@d.test"}, "'a@b.test=c@d.test,c@d.test': target 'c@d.test' is given "
+                                        "twice"},
+      {{"a@b.test=x@y.test", "A@B.TEST=z@y.test"}, "'a@b.test' has an alias already (addresses "
+                                                    "ignore case)"},
+      {{"@b.test=x@y.test", "@B.test=z@y.test"}, "'@b.test' has an alias already (addresses "
+                                                  "ignore case)"},
+  };
+  for (const Case& k : cases) {
+    std::vector<std::string> args;
+    for (const std::string& a : k.args) {
+      args.push_back("--alias");
+      args.push_back(a);
+    }
+    EXPECT_EQ(refusal(args), "ringmta-relay: --alias: " + k.err + "\n") << k.args[0];
+  }
+}
+
+// A chain of n aliases a0@x.test -> a1@x.test -> ... -> a<n>@x.test.
+std::vector<std::string> alias_chain(int n) {
+  std::vector<std::string> args;
+  for (int i = 0; i < n; ++i) {
+    args.push_back("--alias");
+    args.push_back("a" + std::to_string(i) + "@x.test=a" + std::to_string(i + 1) + "@x.test");
+  }
+  return args;
+}
+
+TEST(RelayAlias, CyclesDepthAndFanOutAreRefused) {
+  EXPECT_EQ(refusal({"--alias", "a@x.test=b@x.test", "--alias", "b@x.test=a@x.test"}),
+            "ringmta-relay: --alias: alias cycle: a@x.test -> b@x.test -> a@x.test\n");
+  // Through a domain alias, with how to keep an address as it is.
+  EXPECT_EQ(refusal({"--alias", "a@x.test=b@y.test", "--alias", "@y.test=a@x.test"}),
+            "ringmta-relay: --alias: alias cycle: a@x.test -> b@y.test -> a@x.test (b@y.test: "
+            "expanded by an @domain alias; an alias to itself delivers an address as it is)\n");
+  EXPECT_EQ(refusal({"--alias", "@x.test=a@x.test,b@x.test"}),
+            "ringmta-relay: --alias: alias cycle: a@x.test -> b@x.test -> a@x.test (a@x.test, "
+            "b@x.test: expanded by an @domain alias; an alias to itself delivers an address as "
+            "it is)\n");
+  // ...which is the cure: each target aliased to itself.
+  EXPECT_EQ(run({"--alias", "@x.test=a@x.test,b@x.test", "--alias", "a@x.test=a@x.test",
+                 "--alias", "b@x.test=b@x.test"})
+                .rc,
+            -1);
+  // An address that expands to itself (keep a copy) is not a cycle; nor is a diamond.
+  EXPECT_EQ(run({"--alias", "a@x.test=a@x.test,b@x.test"}).rc, -1);
+  EXPECT_EQ(run({"--alias", "a@x.test=b@x.test,c@x.test", "--alias", "b@x.test=d@x.test",
+                 "--alias", "c@x.test=d@x.test"})
+                .rc,
+            -1);
+  // A longer cycle, named from where it closes; keys ignore case.
+  EXPECT_EQ(refusal({"--alias", "s@x.test=a@x.test", "--alias", "a@x.test=B@x.test", "--alias",
+                     "b@x.test=c@x.test", "--alias", "c@x.test=A@X.TEST"}),
+            "ringmta-relay: --alias: alias cycle: a@x.test -> B@x.test -> c@x.test -> "
+            "A@X.TEST\n");
+  // Ten aliases in a chain are fine, eleven are not.
+  EXPECT_EQ(run(alias_chain(10)).rc, -1);
+  EXPECT_EQ(refusal(alias_chain(11)),
+            "ringmta-relay: --alias: aliases nested deeper than 10: a0@x.test -> a1@x.test -> "
+            "a2@x.test -> a3@x.test -> a4@x.test -> a5@x.test -> a6@x.test -> a7@x.test -> "
+            "a8@x.test -> a9@x.test -> a10@x.test\n");
+  // 1000 final recipients are fine, 1001 are not (counted after expansion and dedup).
+  const auto fan_out = [](int groups, int each, const std::string& extra) {
+    std::vector<std::string> args;
+    std::string top = "all@x.test=";
+    for (int g = 0; g < groups; ++g) {
+      top += (g > 0 ? "," : "") + ("g" + std::to_string(g) + "@x.test");
+      std::string list = "g" + std::to_string(g) + "@x.test=";
+      for (int i = 0; i < each; ++i) {
+        list += (i > 0 ? "," : "") + ("u" + std::to_string(g * each + i) + "@y.test");
+      }
+      list += ",u0@Y.TEST";  // a duplicate (domains ignore case) counts once
+      args.insert(args.end(), {"--alias", list});
+    }
+    args.insert(args.begin(), {"--alias", top + extra});
+    return args;
+  };
+  EXPECT_EQ(run(fan_out(10, 100, "")).rc, -1);
+  EXPECT_EQ(refusal(fan_out(10, 100, ",last@y.test")),
+            "ringmta-relay: --alias: 'all@x.test' expands to more than 1000 recipients\n");
+}
+
+TEST(RelayAliasToml, ErrorsNameTheFileLineColumnAndKey) {
+  struct Case {
+    const char* toml;
+    std::string err;  // after "ringmta-relay: FILE:"
+  };
+  const std::string kA = "[[alias]]\naddress = \"info@x.test\"\n";
+  const std::string kR = "[[route]]\ndomain = \"a.test\"\nhops = [\"127.0.0.1:1\"]\n";
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      // Delivery keys.
+      {"destination-concurrency = 0\n",
+       "1:27: destination-concurrency: must be a connection count from 1 to 10000, got 0"},
+      {"messages-per-connection = \"1000\"\n",
+       "1:27: messages-per-connection: must be a message count from 0 (no limit) to 10000000, "
+       "not a string"},
+      {"destination-rate = \"1/s\"\n",
+       "1:20: destination-rate: must be messages per second from 0 (no limit) to 1000000, not a "
+       "string"},
+      {"\nbdat = \"no\"\n", "2:8: bdat: must be true or false, not a string"},
+      {"retry-factor = 0.5\n", "1:16: retry-factor: must be a factor from 1 to 10, got 0.5"},
+      {"retry-jitter = 1\n", "1:16: retry-jitter: must be a share from 0 to 0.5, got 1"},
+      {"max-queue-lifetime = \"5d\"\n",
+       "1:22: max-queue-lifetime: '5d': there is no day unit; write 120h"},
+      {"idle-timeout = 0\n",
+       "1:16: idle-timeout: must be a duration with a unit, such as \"500us\", \"5ms\" or \"1s\", "
+       "not an integer"},
+      {"connect-timeout = \"0s\"\n",
+       "1:19: connect-timeout: must be whole milliseconds, at least 1ms, got \"0s\""},
+      {"max-received = 0\n", "1:16: max-received: must be a count from 1 to 1000, got 0"},
+      {"retry-first-delay = \"2h\"\n",
+       "1:21: retry-first-delay: must be at most retry-max-delay (4000s), got 2h"},
+      // Route overrides and hops with priorities.
+      {kR + "concurrency = 0\n",
+       "4:15: concurrency: must be a connection count from 1 to 10000, got 0"},
+      {kR + "messages-per-connection = 1.5\n",
+       "4:27: messages-per-connection: must be a message count from 0 (no limit) to 10000000, "
+       "not a floating-point number"},
+      {kR + "rate = -1\n",
+       "4:8: rate: must be messages per second from 0 (no limit) to 1000000, got -1"},
+      {kR + "bdat = 1\n", "4:8: bdat: must be true or false, not an integer"},
+      {kR + "destination-rate = 1\n",
+       "4:1: destination-rate: unknown [[route]] key (a route has domain, hops, and the "
+       "overrides concurrency, messages-per-connection, rate and bdat)"},
+      {"[[route]]\ndomain = \"a.test\"\nhops = [{ address = \"127.0.0.1:1\", priority = -1 }]\n",
+       "3:47: priority: must be a priority from 0 to 65535 (lower is tried first), got -1"},
+      {"[[route]]\ndomain = \"a.test\"\nhops = [{ address = \"127.0.0.1:1\", priority = 65536 }]\n",
+       "3:47: priority: must be a priority from 0 to 65535 (lower is tried first), got 65536"},
+      {"[[route]]\ndomain = \"a.test\"\nhops = [{ priority = 1 }]\n",
+       "3:9: hops: needs address = \"HOST:PORT\""},
+      {"[[route]]\ndomain = \"a.test\"\nhops = [{ address = \"127.0.0.1:1\", weight = 1 }]\n",
+       "3:36: weight: unknown hop key (a hop has address and priority)"},
+      {"[[route]]\ndomain = \"a.test\"\nhops = [{ address = \"localhost:1\" }]\n",
+       "3:21: address: 'localhost:1': not a numeric IPv4 address (IPv6 goes in brackets; no host "
+       "names)"},
+      {"[[route]]\ndomain = \"a.test\"\nhops = [{ address = 1 }]\n",
+       "3:21: address: must be a hop \"HOST:PORT\", not an integer"},
+      {"[[route]]\ndomain = \"a.test\"\nhops = [\"127.0.0.1:1\",\n"
+       "        { address = \"[127.0.0.1]:1\", priority = 5 }]\n",
+       "4:21: address: hop 127.0.0.1:1 is given twice"},
+      {"[[route]]\ndomain = \"[127.0.0.1]\"\nhops = [\"127.0.0.1:1\"]\n"
+       "[[route]]\ndomain = \"[127.0.0.1]\"\nhops = [\"127.0.0.1:2\"]\n",
+       "5:10: domain: '[127.0.0.1]' has a route already (names ignore case)"},
+      // Aliases.
+      {"[[alias]]\naddress = \"info\"\nto = [\"a@b.test\"]\n",
+       "2:11: address: 'info' is not an address to alias: write local@domain, or @domain for "
+       "every address of a domain"},
+      {"[[alias]]\naddress = 5\nto = [\"a@b.test\"]\n",
+       "2:11: address: must be an address \"info@example.test\" or \"@example.test\", not an "
+       "integer"},
+      {kA + "to = [\"a@b.test\", \"bad\"]\n", "3:19: to: 'bad' is not a mailbox local@domain"},
+      {kA + "to = [\"a@b.test\", \"a@b.test\"]\n", "3:19: to: 'a@b.test' is given twice"},
+      {kA + "to = []\n", "3:6: to: must name at least one mailbox"},
+      {kA + "to = [1]\n", "3:7: to: must be a mailbox \"someone@example.test\", not an integer"},
+      {"[[alias]]\nto = \"a@b.test\"\n",
+       "1:1: [[alias]]: needs address = \"info@example.test\" (\"@example.test\": every address "
+       "of the domain)"},
+      {"\n" + kA, "2:1: [[alias]]: needs to = [\"someone@example.test\", ...]"},
+      {kA + "to = \"a@b.test\"\nfrom = \"x@y.test\"\n",
+       "4:1: from: unknown [[alias]] key (an alias has address and to)"},
+      {kA + "to = \"a@b.test\"\n[[alias]]\naddress = \"INFO@x.test\"\nto = \"c@d.test\"\n",
+       "5:11: address: 'info@x.test' has an alias already (addresses ignore case)"},
+      {"[[alias]]\naddress = \"a@x.test\"\nto = \"b@x.test\"\n"
+       "[[alias]]\naddress = \"b@x.test\"\nto = \"a@x.test\"\n",
+       "2:11: address: alias cycle: a@x.test -> b@x.test -> a@x.test"},
+      // The first alias whose expansion fails is named: here the second one.
+      {"[[alias]]\naddress = \"z@x.test\"\nto = \"q@x.test\"\n"
+       "[[alias]]\naddress = \"a@x.test\"\nto = \"b@x.test\"\n"
+       "[[alias]]\naddress = \"b@x.test\"\nto = [\"c@x.test\", \"a@x.test\"]\n",
+       "5:11: address: alias cycle: a@x.test -> b@x.test -> a@x.test"},
+      {"alias = [\"a@x.test=b@x.test\", \"b@x.test=a@x.test\"]\n",
+       "1:10: alias: alias cycle: a@x.test -> b@x.test -> a@x.test"},
+      {"[alias]\naddress = \"a@x.test\"\n",
+       "1:1: alias: must be [[alias]] tables or \"ADDRESS=TARGET\" strings, not a table: write "
+       "[[alias]]"},
+      {"alias = [5]\n",
+       "1:10: alias: must be an alias \"ADDRESS=TARGET[,TARGET...]\" or an [[alias]] table, not "
+       "an integer"},
+      {"alias = [\"a@x.test\"]\n",
+       "1:10: alias: 'a@x.test' is not an alias: write ADDRESS=TARGET[,TARGET...], e.g. "
+       "info@example.test=someone@example.test"},
+      // Unknown keys, with a hint where one helps.
+      {"aliases = []\n", "1:1: aliases: unknown key (write [[alias]] tables)"},
+      {"no-bdat = true\n", "1:1: no-bdat: unknown key (write bdat = false)"},
+      {"virtual_alias_maps = \"hash:/etc/postfix/virtual\"\n",
+       "1:1: virtual_alias_maps: unknown key (Postfix's virtual_alias_maps is [[alias]] here)"},
+      {"maximal_queue_lifetime = \"5d\"\n",
+       "1:1: maximal_queue_lifetime: unknown key (Postfix's maximal_queue_lifetime is "
+       "max-queue-lifetime here)"},
+      {"default_destination_concurrency_limit = 20\n",
+       "1:1: default_destination_concurrency_limit: unknown key (Postfix's "
+       "default_destination_concurrency_limit is destination-concurrency here)"},
+      {"retry_factor = 2\n", "1:1: retry_factor: unknown key (did you mean 'retry-factor'?)"},
+  };
+  for (const auto& [toml, want] : cases) {
+    const TomlFile f(toml);
+    const std::string err = refusal({"--config", f.path()});
+    EXPECT_EQ(err, "ringmta-relay: " + f.path() + ":" + want + "\n") << toml;
+  }
+}
+
+TEST(RelayConfigPrint, DeliveryRoutesAndAliasesReadBack) {
+  const TomlFile f(R"(destination-concurrency = 3
+messages-per-connection = 0
+destination-rate = 0.25
+bdat = false
+retry-first-delay = "1500ms"
+retry-factor = 1.25
+retry-max-delay = "90m"
+retry-jitter = 0.5
+max-queue-lifetime = "1ms"
+connect-timeout = "1ms"
+delivery-timeout = "1h"
+idle-timeout = "0"
+throttle-pause = "250ms"
+max-received = 7
+
+[[route]]
+domain = "Example.TEST"
+hops = [{ address = "127.0.0.1:2526", priority = 10 }, { address = "[::1]:2527", priority = 10 },
+        { address = "127.0.0.1:2528", priority = 0 }]
+concurrency = 5
+messages-per-connection = 10
+rate = 1000000
+bdat = true
+
+[[route]]
+domain = "*"
+hops = ["127.0.0.1:2587"]
+rate = 1.5
+
+[[route]]
+domain = "[127.0.0.1]"
+hops = ["127.0.0.1:2529"]
+
+[[alias]]
+address = "Info@Example.test"
+to = ["ann@example.test", "Bob@Other.TEST", "\"a \\\" b\"@example.test"]
+
+[[alias]]
+address = "@old.test"
+to = "info@example.test"
+)");
+  const Result direct = run({"--config", f.path()});
+  ASSERT_EQ(direct.rc, -1) << direct.err;
+  const Result printed = run({"--config", f.path(), "--print-config"});
+  ASSERT_EQ(printed.rc, 0) << printed.err;
+  for (const char* s : {
+           "destination-rate = 0.25  # messages per second; 0 = no limit\n",
+           "retry-first-delay = \"1500ms\"\n",
+           "retry-factor = 1.25\n",
+           "retry-max-delay = \"90m\"\n",
+           "max-queue-lifetime = \"1ms\"\n",
+           "idle-timeout = \"0s\"  # 0 = close at once\n",
+           "bdat = false\n",
+           "\n[[route]]\ndomain = \"example.test\"\nhops = [\n"
+           "  { address = \"127.0.0.1:2526\", priority = 10 },\n"
+           "  { address = \"[::1]:2527\", priority = 10 },\n"
+           "  { address = \"127.0.0.1:2528\", priority = 0 },\n]\n"
+           "concurrency = 5\nmessages-per-connection = 10\nrate = 1000000\nbdat = true\n",
+           // Only the overrides that were given.
+           "\n[[route]]\ndomain = \"*\"\nhops = [\"127.0.0.1:2587\"]\nrate = 1.5\n\n",
+           "\n[[route]]\ndomain = \"[127.0.0.1]\"\nhops = [\"127.0.0.1:2529\"]\n\n",
+           "\n[[alias]]\naddress = \"info@example.test\"\n"
+           "to = [\"ann@example.test\", \"Bob@Other.TEST\", \"\\\"a \\\\\\\" b\\\"@example.test\"]\n",
+           "\n[[alias]]\naddress = \"@old.test\"\nto = [\"info@example.test\"]\n"}) {
+    EXPECT_NE(printed.out.find(s), std::string::npos) << "missing: " << s << "\n" << printed.out;
+  }
+  EXPECT_EQ(printed.out.find("# No [[alias]]"), std::string::npos);
+  const TomlFile back_file(printed.out);
+  const Result back = run({"--config", back_file.path()});
+  ASSERT_EQ(back.rc, -1) << back.err << "\n" << printed.out;
+  EXPECT_TRUE(back.cfg == direct.cfg) << printed.out;
+  const Result again = run({"--config", back_file.path(), "--print-config"});
+  EXPECT_EQ(again.out, printed.out);
+  // The comparison sees what it is meant to.
+  RelayConfig other = direct.cfg;
+  other.aliases[0].targets.pop_back();
+  EXPECT_FALSE(other == direct.cfg);
+  other = direct.cfg;
+  other.delivery.retry.jitter = 0.25;
+  EXPECT_FALSE(other == direct.cfg);
+  other = direct.cfg;
+  other.routes[1].rate.reset();
+  EXPECT_FALSE(other == direct.cfg);
+}
+
+TEST(RelayConfigPrint, DeliveryFlagsAndAliasFlagsReadBack) {
+  const std::vector<std::string> args = {
+      "--destination-concurrency", "10000", "--destination-rate", "3.75", "--no-bdat",
+      "--retry-first-delay", "24h", "--retry-max-delay", "24h", "--max-queue-lifetime", "2400h",
+      "--retry-factor", "10", "--retry-jitter", "0.125", "--idle-timeout", "1h",
+      "--route", "*=127.0.0.1:2587,[::1]:2588",
+      "--alias", "a@x.test=a@x.test,b@y.test", "--alias", "@z.test=a@x.test"};
+  const Result direct = run(args);
+  ASSERT_EQ(direct.rc, -1) << direct.err;
+  std::vector<std::string> print = args;
+  print.push_back("--print-config");
+  const Result printed = run(print);
+  ASSERT_EQ(printed.rc, 0) << printed.err;
+  const TomlFile f(printed.out);
+  const Result back = run({"--config", f.path()});
+  ASSERT_EQ(back.rc, -1) << back.err << "\n" << printed.out;
+  EXPECT_TRUE(back.cfg == direct.cfg) << printed.out;
+  EXPECT_NE(printed.out.find("max-queue-lifetime = \"2400h\"\n"), std::string::npos);
+  EXPECT_NE(printed.out.find("retry-jitter = 0.125\n"), std::string::npos);
 }
 
 // ---- Networks --------------------------------------------------------------------------------
