@@ -48,7 +48,7 @@ struct DeliveryConfig {
                                                // smtp_connection_cache_time_limit)
   // After a 421 or a 4.7.x reply (the destination asks us to slow down): its concurrency
   // halves (at least 1) and no new connection opens for this long; it grows back by one
-  // connection per `concurrency` successful deliveries.
+  // connection per window's worth of successful deliveries (pacing.hpp).
   std::uint32_t throttle_pause_ms = 1'000;
   // A message with more Received: headers than this is a mail loop: 554 5.4.6 at the end of
   // data (Postfix hopcount_limit = 50; RFC 5321 6.3).

@@ -450,3 +450,104 @@ def test_crash_while_delivering_loses_nothing(relay, sink, loadgen, tmp_path, re
     report_figure("crash while delivering: duplicate deliveries", counts["duplicates"])
     assert counts["delivered"] == 3000
     assert queue_list(r2.spool)[0] == []
+
+
+# ---- Pacing -----------------------------------------------------------------------------------
+
+
+@pytest.mark.timeout(90)
+def test_small_destination_is_not_starved_behind_a_bulk_one(relay, sink, loadgen, tmp_path):
+    bulk = sink("--mode", "digest", "--digest-log", "bulk.log", "--delay-end-of-data", "20ms")
+    small = sink("--mode", "digest", "--digest-log", "small.log")
+    r = relay("--metrics", "127.0.0.1:0", "--accept-domain", "bulk.test", "--accept-domain", "small.test",
+              "--route", f"bulk.test=127.0.0.1:{bulk.port}", "--route", f"small.test=127.0.0.1:{small.port}",
+              "--destination-concurrency", "4", *FAST_RETRY)
+    lg = loadgen("--target", f"127.0.0.1:{r.port}", "--messages", 1500, "--connections", 20,
+                 "--to-domain", "bulk.test", "--run-id", "bulk")
+    # 1500 messages over 4 connections at 20 ms each: ~7 s of backlog for bulk.test.
+    assert metric(relay_samples(r), "ringmta_relay_destination_queue_recipients", destination="bulk.test") > 500
+    t0 = time.monotonic()
+    with SmtpClient(r.port) as c:
+        c.banner()
+        c.ehlo()
+        _, final = c.send_message("s@client.test", ["x@small.test"], make_message("small-1", b"x\r\n"))
+        assert final.code == 250
+    wait_lines([tmp_path / "small.log"], 1, 5)
+    took = time.monotonic() - t0
+    left = metric(relay_samples(r), "ringmta_relay_destination_queue_recipients", destination="bulk.test")
+    assert took < 2.0, f"the small destination waited {took:.2f}s behind the bulk one"
+    assert left > 0, "the bulk queue drained first: the test proves nothing"
+    wait_drained(r, 60)
+    reconcile(lg.ledger, read_digest(tmp_path / "bulk.log"))
+    # At most 4 connections to bulk.test at any time (2 per thread).
+    assert metric(relay_samples(r), "ringmta_relay_outbound_connections_total", event="opened") <= 4 + 1
+
+
+@pytest.mark.timeout(90)
+def test_rate_and_messages_per_connection_limits(relay, sink, loadgen, tmp_path):
+    r, s = start_pair(relay, sink, "--destination-rate", "200", "--messages-per-connection", "10")
+    t0 = time.monotonic()
+    lg = loadgen("--target", f"127.0.0.1:{r.port}", "--messages", 600, "--connections", 10,
+                 "--to-domain", "dest.test", "--run-id", "paced")
+    samples = wait_drained(r, 30)
+    took = time.monotonic() - t0
+    reconcile(lg.ledger, read_digest(tmp_path / "digest.log"))
+    # 600 at 200/s (a bucket per thread, 100/s each, with a burst of one second's worth).
+    assert took >= 1.8, took
+    # A new connection every 10 transactions at the most.
+    assert metric(samples, "ringmta_relay_outbound_connections_total", event="opened") >= 60
+
+
+# ---- The spool --------------------------------------------------------------------------------
+
+
+@pytest.mark.timeout(120)
+def test_segments_are_deleted_once_their_messages_are_delivered(relay, sink, loadgen, tmp_path):
+    r, s = start_pair(relay, sink, "--segment-size", "1M")
+    lg = loadgen("--target", f"127.0.0.1:{r.port}", "--messages", 3000, "--connections", 10,
+                 "--to-domain", "dest.test", "--size", 4000, "--run-id", "segs")
+    wait_drained(r, 60)
+    reconcile(lg.ledger, read_digest(tmp_path / "digest.log"))
+    # 3000 x 4 KB = 12 MB went through 1 MB segments; once a second each thread deletes what
+    # nothing keeps, except the segment it writes.
+    deadline = time.monotonic() + 5
+    while True:
+        segs = sorted(r.spool.glob("t*/seg-*.log"))
+        if len(segs) <= r.threads or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert len(segs) <= r.threads, segs
+
+
+@pytest.mark.timeout(120)
+def test_restart_keeps_deferred_mail_and_never_redelivers_delivered(relay, sink, loadgen, tmp_path):
+    """Half the recipients of each message are delivered, the other half's destination is
+    down; SIGTERM, restart with the destination up: only the other half is delivered."""
+    up = sink("--mode", "digest", "--digest-log", "up.log")
+    down_port = free_port()
+    args = ["--metrics", "127.0.0.1:0", "--accept-domain", "up.test", "--accept-domain", "down.test",
+            "--route", f"up.test=127.0.0.1:{up.port}", "--route", f"down.test=127.0.0.1:{down_port}",
+            *FAST_RETRY]
+    r = relay(*args)
+    with SmtpClient(r.port) as c:
+        c.banner()
+        c.ehlo()
+        for i in range(100):
+            _, final = c.send_message("s@client.test", [f"a{i}@up.test", f"b{i}@down.test"],
+                                      make_message(f"half-{i}", f"{i}\r\n".encode()))
+            assert final.code == 250
+    wait_lines([tmp_path / "up.log"], 100, 20)
+    time.sleep(1)
+    entries, _ = queue_list(r.spool)
+    assert len(entries) == 100
+    assert all(len(e.rcpts) == 1 and e.rcpts[0].endswith("@down.test") for e in entries), entries[:3]
+    assert r.stop() == 0
+    s2 = sink("--listen", f"127.0.0.1:{down_port}", "--mode", "digest", "--digest-log", "down.log")
+    r2 = relay(*args, spool=r.spool)
+    assert r2.recovered == 100
+    wait_drained(r2, 30)
+    up_lines = read_digest(tmp_path / "up.log")
+    down_lines = read_digest(tmp_path / "down.log")
+    assert len(up_lines) == 100, "delivered recipients were delivered again after the restart"
+    assert sorted(l.id for l in down_lines) == sorted(f"half-{i}" for i in range(100))
+    assert queue_list(r2.spool)[0] == []
