@@ -540,11 +540,23 @@ void InboundSession::stored(int result) {
   if (result != 0) {
     session_.resume(kStoreFailed);
   } else {
-    char text[64];
-    const int n = std::snprintf(text, sizeof(text), "Ok: queued as %016llx",
+    const int n = std::snprintf(ok_text_, sizeof(ok_text_), "Ok: queued as %016llx",
                                 static_cast<unsigned long long>(message_id_));
-    session_.resume(smtp::Reply{250, {2, 0, 0}, std::string_view(text, static_cast<std::size_t>(n))});
+    ok_len_ = static_cast<std::size_t>(n);
+    if (const std::uint32_t delay = thread_.shared().config->test_accept_delay_ms; delay != 0) {
+      accept_delay_.set_callback([](io::Timer&, void* ctx) {
+        static_cast<InboundSession*>(ctx)->send_ok();
+      }, this);
+      thread_.reactor().timers().arm(accept_delay_, delay);
+      return;
+    }
+    session_.resume(smtp::Reply{250, {2, 0, 0}, std::string_view(ok_text_, ok_len_)});
   }
+  pump();
+}
+
+void InboundSession::send_ok() {
+  session_.resume(smtp::Reply{250, {2, 0, 0}, std::string_view(ok_text_, ok_len_)});
   pump();
 }
 
@@ -583,6 +595,10 @@ void InboundSession::hand_to_queue() {
     m->body_iov.insert(m->body_iov.end(), r.body_iov.begin(), r.body_iov.end());
   }
   m->in_memory = true;
+  if (thread_.test_drop()) {
+    q.drop_for_test(m);
+    return;
+  }
   q.accept(m);
 }
 

@@ -64,6 +64,11 @@ class RelayThread {
   spool::SpoolWriter& writer() { return writer_; }
   QueueManager& queue() { return queue_; }
   metrics::ThreadMetrics& metrics() { return metrics_; }
+  // --test-drop-after-ack N: true for 1 message in N accepted on this thread.
+  bool test_drop() {
+    const std::uint32_t n = shared_.config->test_drop_after_ack;
+    return n != 0 && ++test_accepted_ % n == 0;
+  }
   // "Sun, 30 Nov 2025 00:12:34 +0000", reformatted at most once a second.
   std::string_view date();
 
@@ -73,6 +78,7 @@ class RelayThread {
   metrics::ThreadMetrics metrics_;
   spool::SpoolWriter writer_;
   QueueManager queue_;
+  std::uint64_t test_accepted_ = 0;
   std::int64_t date_second_ = -1;
   char date_[32] = {};
 };
@@ -163,6 +169,11 @@ class InboundSession final : public io::ConnectionHandler, public smtp::ServerHa
   std::uint64_t arrival_unix_ms_ = 0;
   std::uint8_t flags_ = 0;
   std::uint64_t eod_ns_ = 0;
+  // --test-accept-delay: the 250 waits on this timer.
+  io::Timer accept_delay_;
+  char ok_text_[64] = {};
+  std::size_t ok_len_ = 0;
+  void send_ok();
 };
 
 }  // namespace ringmta::relay

@@ -257,6 +257,11 @@ bool apply_key(std::string_view key, const Value& v, RelayConfig& c, Sources& sr
     c.metrics = v.address();
   } else if (key == "verbose") {
     c.verbose = v.boolean();
+  } else if (key == "test-drop-after-ack") {
+    c.test_drop_after_ack =
+        static_cast<std::uint32_t>(v.integer(0, 1'000'000'000, "a count from 0 (off) up"));
+  } else if (key == "test-accept-delay") {
+    c.test_accept_delay_ms = static_cast<std::uint32_t>(duration_ms(v, 0, 60'000));
   } else if (key == "recv-buffers") {
     const auto n = v.integer(1, 32768, "a power of two from 1 to 32768");
     if ((n & (n - 1)) != 0)
@@ -1125,7 +1130,8 @@ bool operator==(const RelayConfig& a, const RelayConfig& b) {
       x.command_timeout_ms == y.command_timeout_ms && x.data_timeout_ms == y.data_timeout_ms &&
       x.output_buffer_bytes == y.output_buffer_bytes;
   return texts(a.listen) == texts(b.listen) && a.threads == b.threads && metrics_equal &&
-         a.verbose == b.verbose && a.recv_buffers == b.recv_buffers &&
+         a.verbose == b.verbose && a.test_drop_after_ack == b.test_drop_after_ack &&
+         a.test_accept_delay_ms == b.test_accept_delay_ms && a.recv_buffers == b.recv_buffers &&
          a.recv_buffer_size == b.recv_buffer_size && a.spool == b.spool &&
          a.durability == b.durability && a.batch_max_messages == b.batch_max_messages &&
          a.batch_max_wait_us == b.batch_max_wait_us && a.segment_bytes == b.segment_bytes &&
@@ -1314,6 +1320,16 @@ int load_relay_config(int argc, char** argv, RelayConfig& out, std::ostream& out
         "smtpd_client_connection_count_limit)",
         g_limits);
 
+  const std::string g_test = "Testing the testbed (never in production: they lose or slow mail)";
+  value("test-drop-after-ack", "N",
+        "Drop 1 message in N after its 250: logged as delivered, never delivered (default 0 = "
+        "off); the harness must report it lost",
+        g_test);
+  value("test-accept-delay", "DURATION",
+        "Hold each 250 to the end of data this much longer (default 0 = off): a slower build "
+        "for regression gates",
+        g_test);
+
   const std::string g_out = "Information";
   app.add_flag("--print-config", print_config,
                "Print every setting (defaults included) as TOML and exit")
@@ -1423,6 +1439,12 @@ std::string format_relay_config(const RelayConfig& c) {
     o << "# metrics = \"HOST:PORT\"  (off)\n";
   }
   o << "verbose = " << yes(c.verbose) << "\n";
+  if (c.test_drop_after_ack != 0) {
+    o << "test-drop-after-ack = " << c.test_drop_after_ack << "  # TESTING ONLY: loses mail\n";
+  }
+  if (c.test_accept_delay_ms != 0) {
+    o << "test-accept-delay = \"" << c.test_accept_delay_ms << "ms\"  # TESTING ONLY\n";
+  }
   o << "recv-buffers = " << c.recv_buffers << "\n";
   o << "recv-buffer-size = " << c.recv_buffer_size << "\n";
 

@@ -187,6 +187,12 @@ struct RelayConfig {
   unsigned threads = default_thread_count();  // --threads N: min(2, CPUs)
   std::optional<io::SocketAddress> metrics;   // --metrics HOST:PORT; off when absent
   bool verbose = false;  // --verbose: one log line per session (off the hot path: default off)
+  // For testing the testbed only (the harness must catch a relay that loses or slows mail):
+  // --test-drop-after-ack N: 1 message in N is acked (250, durable) and then dropped, its
+  // recipients logged as delivered without delivery; --test-accept-delay DURATION: the 250
+  // to the end of data waits this long more. 0: off (the default).
+  std::uint32_t test_drop_after_ack = 0;
+  std::uint32_t test_accept_delay_ms = 0;
   unsigned recv_buffers = 1024;       // --recv-buffers: per thread, a power of two
   unsigned recv_buffer_size = 16384;  // --recv-buffer-size: bytes each
 

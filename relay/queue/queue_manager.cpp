@@ -201,6 +201,23 @@ void QueueManager::accept(QueuedMessage* m) {
   route(m);
 }
 
+void QueueManager::drop_for_test(QueuedMessage* m) {
+  segments_.pin(m->segment);
+  ++messages_;
+  metrics_.add(M::queue_messages, 1);
+  m->release_memory();
+  ++m->holds;
+  changed_.clear();
+  for (std::uint32_t i = 0; i < m->rcpt_count; ++i) {
+    m->rcpts[i].state = spool::RecipientState::delivered;
+    changed_.push_back(i);
+  }
+  m->pending = 0;
+  write_outcomes(m, changed_);
+  --m->holds;
+  maybe_finish(m);
+}
+
 QueuedMessage* QueueManager::from_envelope(const spool::StoredMessage& e) {
   QueuedMessage* m = new_message();
   m->id = e.id;

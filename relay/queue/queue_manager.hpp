@@ -74,6 +74,9 @@ class QueueManager {
   QueuedMessage* from_envelope(const spool::StoredMessage& e);
   // A message found in the spool at start.
   void adopt(spool::LiveMessage&& m);
+  // --test-drop-after-ack: a durable message is lost on purpose (its recipients logged as
+  // delivered, nothing sent), so that the testbed can prove it notices.
+  void drop_for_test(QueuedMessage* m);
   // A segment found at start that something pins, or that nothing pins yet (deleted soon).
   SegmentRegistry& segments() { return segments_; }
 

@@ -551,3 +551,32 @@ def test_restart_keeps_deferred_mail_and_never_redelivers_delivered(relay, sink,
     assert len(up_lines) == 100, "delivered recipients were delivered again after the restart"
     assert sorted(l.id for l in down_lines) == sorted(f"half-{i}" for i in range(100))
     assert queue_list(r2.spool)[0] == []
+
+
+# ---- The flags that break the relay on purpose (to prove the testbed notices) ------------------
+
+
+@pytest.mark.timeout(60)
+def test_drop_after_ack_loses_one_in_n_and_reconciliation_sees_it(relay, sink, loadgen, tmp_path):
+    r, s = start_pair(relay, sink, "--test-drop-after-ack", "100")
+    lg = loadgen("--target", f"127.0.0.1:{r.port}", "--messages", 1000, "--connections", 10,
+                 "--to-domain", "dest.test", "--run-id", "dropped")
+    wait_drained(r, 30)
+    with pytest.raises(AssertionError, match=r"accepted messages .* \(lost\)") as lost:
+        reconcile(lg.ledger, read_digest(tmp_path / "digest.log"))
+    n = int(str(lost.value).split(" ", 1)[0])
+    # 1 in 100 per thread: 10 over one thread, 8 to 10 when two threads share the 1000.
+    assert 8 <= n <= 10, n
+    assert len(read_digest(tmp_path / "digest.log")) == 1000 - n
+    assert queue_list(r.spool)[0] == []  # logged as delivered: nothing left to find
+
+
+@pytest.mark.timeout(60)
+def test_accept_delay_holds_each_250(relay, sink, loadgen, tmp_path):
+    r, s = start_pair(relay, sink, "--test-accept-delay", "30ms")
+    lg = loadgen("--target", f"127.0.0.1:{r.port}", "--messages", 100, "--connections", 5,
+                 "--to-domain", "dest.test", "--run-id", "slow")
+    accept = lg.json["latency"]["accept"]
+    assert accept["percentiles_ns"]["50"] >= 30e6, accept["percentiles_ns"]
+    wait_drained(r, 30)
+    reconcile(lg.ledger, read_digest(tmp_path / "digest.log"))
