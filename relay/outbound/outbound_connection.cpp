@@ -113,6 +113,7 @@ void OutboundConnection::on_timeout(io::Connection& c) {
 }
 
 void OutboundConnection::on_shutdown(io::Connection& c) {
+  queue_.shutdown();  // the reactor is stopping: no new transaction anywhere on this thread
   quit_requested_ = true;
   if (!session_) {
     c.close();

@@ -341,7 +341,7 @@ void QueueManager::arm_dest_timer(Dest& d, std::uint64_t delay_ms) {
 void QueueManager::kick(std::uint32_t dest) {
   Dest& d = *dests_[dest];
   const std::uint64_t now = reactor_.now_ms();
-  while (d.ready > 0 && !stopping_) {
+  while (d.ready > 0 && !stopping()) {
     if (now < d.paused_until) {
       arm_dest_timer(d, d.paused_until - now);
       return;
@@ -366,7 +366,7 @@ void QueueManager::kick(std::uint32_t dest) {
 DeliveryJob* QueueManager::next_job(std::uint32_t dest) {
   Dest& d = *dests_[dest];
   const std::uint64_t now = reactor_.now_ms();
-  if (stopping_ || d.head == nullptr || now < d.paused_until) return nullptr;
+  if (stopping() || d.head == nullptr || now < d.paused_until) return nullptr;
   if (!d.bucket.take(now)) {
     arm_dest_timer(d, d.bucket.wait_ms(now));
     return nullptr;
@@ -463,7 +463,7 @@ void QueueManager::connection_closed(OutboundConnection* c, bool was_up, bool ho
     d.window.on_throttle();
     d.paused_until = now + config_.delivery.throttle_pause_ms;
   }
-  if (d.ready > 0 && !stopping_) {
+  if (d.ready > 0 && !stopping()) {
     if (hop_failed && d.open == 0) {
       // Try the next hop at once; if none is up, the jobs are deferred with this reason.
       const std::size_t before = d.ready;
@@ -473,7 +473,7 @@ void QueueManager::connection_closed(OutboundConnection* c, bool was_up, bool ho
     }
     kick(c->destination());
   }
-  if (hop_failed && d.ready > 0 && d.open == 0 && !stopping_) defer_all_ready(d, why);
+  if (hop_failed && d.ready > 0 && d.open == 0 && !stopping()) defer_all_ready(d, why);
 }
 
 // ---------------------------------------------------------------------------- outcomes
@@ -605,7 +605,7 @@ void QueueManager::arm_retry_timer() {
 void QueueManager::on_retry_due(WheelNode& n) {
   auto* j = static_cast<DeliveryJob*>(&n);
   metrics_.add(M::queue_deferred_jobs, -1);
-  if (stopping_) return;
+  if (stopping()) return;
   make_ready(j);
 }
 
@@ -754,6 +754,7 @@ void QueueManager::maybe_finish(QueuedMessage* m) {
 // ---------------------------------------------------------------------------- stopping
 
 void QueueManager::shutdown() {
+  if (stopping_) return;
   stopping_ = true;
   retry_timer_.cancel();
   sweep_timer_.cancel();

@@ -103,8 +103,9 @@ class QueueManager {
   io::Reactor& reactor() { return reactor_; }
 
   // Stopping: idle connections say QUIT, busy ones after their transaction; nothing new
-  // is started. Retry and pacing timers are cancelled.
+  // is started. Retry and pacing timers are cancelled. Called again: nothing more.
   void shutdown();
+  bool stopping() const { return stopping_ || reactor_.stopping(); }
   QueueStats stats() const;
 
  private:
