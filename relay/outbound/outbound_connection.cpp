@@ -63,9 +63,11 @@ void OutboundConnection::on_recv(io::Connection&, io::Slice data) {
 
 void OutboundConnection::on_sent(io::Connection&, std::size_t bytes) {
   if (body_sending_) {
-    body_left_ -= bytes < body_left_ ? bytes : body_left_;
-    if (body_from_ == BodyFrom::memory) {
-      // Step over the pieces that went out whole; trim the first one that did not.
+    if (body_from_ == BodyFrom::spool) {
+      body_left_ = 0;  // send_file reports once, with everything (or closes the connection)
+    } else {
+      // Step over the pieces that went out whole; trim the first one that did not. The
+      // first head_left_ bytes are the session's commands sent along with the body.
       std::size_t n = bytes;
       while (n > 0 && body_iov_at_ < body_iov_.size()) {
         iovec& v = body_iov_[body_iov_at_];
@@ -78,8 +80,19 @@ void OutboundConnection::on_sent(io::Connection&, std::size_t bytes) {
           n = 0;
         }
       }
+      const std::size_t head = bytes < head_left_ ? bytes : head_left_;
+      if (head != 0) {
+        session_->consume_output(head);
+        head_left_ -= head;
+        if (head_left_ != 0) {
+          // consume_output may have moved what is left of its buffer.
+          body_iov_[body_iov_at_] = iovec{const_cast<char*>(session_->output().data()), head_left_};
+        }
+      }
+      const std::size_t body = bytes - head;
+      body_left_ -= body < body_left_ ? body : body_left_;
     }
-    if (body_left_ != 0 && body_from_ != BodyFrom::spool) {
+    if (body_left_ != 0 || head_left_ != 0) {
       send_body();  // the socket took part of it
       return;
     }
@@ -312,16 +325,27 @@ void OutboundConnection::prepare_stuffed_copy(const QueuedMessage& m) {
 void OutboundConnection::flush() {
   if (conn_ == nullptr || conn_->sending() || conn_->closing() || !session_) return;
   const std::string_view out = session_->output();
-  if (!out.empty()) {
+  const bool body = session_->body_due() && !body_sending_ && body_from_ != BodyFrom::none;
+  if (!out.empty() && !(body && body_from_ != BodyFrom::spool)) {
     conn_->send(out);
     return;
   }
-  if (session_->body_due() && !body_sending_ && body_from_ != BodyFrom::none) {
+  if (body) {
+    // With BDAT the body follows the commands at once: from memory (or our copy) both go in
+    // one send, one segment for the next hop to read, instead of two.
     body_sending_ = true;
+    head_left_ = 0;
+    body_iov_.clear();
+    body_iov_at_ = 0;
+    if (!out.empty()) {
+      body_iov_.push_back(iovec{const_cast<char*>(out.data()), out.size()});
+      head_left_ = out.size();
+    }
     if (body_from_ == BodyFrom::memory) {
       const QueuedMessage& m = *job_->message;
-      body_iov_.assign(m.body_iov.begin(), m.body_iov.end());
-      body_iov_at_ = 0;
+      body_iov_.insert(body_iov_.end(), m.body_iov.begin(), m.body_iov.end());
+    } else if (body_from_ == BodyFrom::copy) {
+      body_iov_.push_back(iovec{body_copy_.data(), body_copy_.size()});
     }
     send_body();
     return;
@@ -332,7 +356,8 @@ void OutboundConnection::flush() {
 void OutboundConnection::send_body() {
   bool ok = false;
   switch (body_from_) {
-    case BodyFrom::memory: {
+    case BodyFrom::memory:
+    case BodyFrom::copy: {
       std::size_t count = body_iov_.size() - body_iov_at_;
       if (count > IOV_MAX) count = IOV_MAX;
       ok = conn_->sendv_owned(body_iov_.data() + body_iov_at_, static_cast<unsigned>(count));
@@ -345,9 +370,6 @@ void OutboundConnection::send_body() {
       if (fd < 0) close_reason_ = "4.3.0 cannot read the message from the spool";
       break;
     }
-    case BodyFrom::copy:
-      ok = conn_->send(std::string_view(body_copy_).substr(body_copy_.size() - body_left_));
-      break;
     case BodyFrom::none:
       break;
   }

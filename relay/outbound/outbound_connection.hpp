@@ -84,6 +84,7 @@ class OutboundConnection final : public io::ConnectionHandler, public smtp::Clie
   BodyFrom body_from_ = BodyFrom::none;
   std::vector<iovec> body_iov_;
   std::size_t body_iov_at_ = 0;  // first piece not fully sent
+  std::size_t head_left_ = 0;    // session output sent in the same send as the body
   std::uint64_t body_left_ = 0;
   bool body_sending_ = false;
   std::vector<io::Slice> early_;  // replies that came while the body was being sent
