@@ -391,6 +391,7 @@ void Reactor::run() {
     finish_closed();
     buffers_->publish();
     rearm_starved();
+    run_flush_hooks();
     const std::int64_t wait = timers_.ms_until_next();
     __kernel_timespec ts{};
     ts.tv_sec = wait / 1000;
@@ -414,7 +415,18 @@ void Reactor::run() {
     }
     io_uring_cq_advance(&ring_, seen);
     finish_closed();
+    run_flush_hooks();  // before the loop's condition counts the file operations in flight
   }
+}
+
+void Reactor::add_flush_hook(FlushHook fn, void* ctx) { flush_hooks_.emplace_back(fn, ctx); }
+
+void Reactor::remove_flush_hook(void* ctx) {
+  std::erase_if(flush_hooks_, [ctx](const auto& h) { return h.second == ctx; });
+}
+
+void Reactor::run_flush_hooks() {
+  for (const auto& [fn, ctx] : flush_hooks_) fn(ctx);
 }
 
 void Reactor::dispatch(io_uring_cqe* cqe) {

@@ -13,6 +13,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "core/io/buffer_ring.hpp"
@@ -211,6 +212,13 @@ class Reactor {
   void submit_fsync(int fd, bool datasync, IoCallback cb, void* ctx);
   std::size_t file_ops_in_flight() const { return file_ops_.size() - free_file_ops_.size(); }
 
+  // Called after each round of completions and before the reactor waits: work gathered
+  // during a round goes out as one operation (the spool writer's appends become one
+  // writev). A hook may submit operations; it must not block.
+  using FlushHook = void (*)(void* ctx);
+  void add_flush_hook(FlushHook fn, void* ctx);
+  void remove_flush_hook(void* ctx);
+
   TimerWheel& timers() { return timers_; }
   std::uint64_t now_ms() const { return now_ms_; }
   unsigned index() const { return index_; }
@@ -224,6 +232,8 @@ class Reactor {
 
  private:
   friend class Connection;
+  void run_flush_hooks();
+  std::vector<std::pair<FlushHook, void*>> flush_hooks_;
   struct Listener {
     Reactor* owner = nullptr;
     std::uint32_t index = 0;

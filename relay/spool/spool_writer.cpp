@@ -77,9 +77,11 @@ SpoolWriter::SpoolWriter(io::Reactor& reactor, const SpoolConfig& config, SpoolT
     throw std::runtime_error("cannot create a spool segment in " + dir_ + ": " +
                              std::strerror(-err));
   }
+  reactor_.add_flush_hook(&SpoolWriter::flush_hook, this);
 }
 
 SpoolWriter::~SpoolWriter() {
+  reactor_.remove_flush_hook(this);
   for (Segment* s : segments_) {
     if (s->fd >= 0) ::close(s->fd);
     delete s;
@@ -224,43 +226,86 @@ void SpoolWriter::append(PendingMessage& m) {
     ++b.unwritten;
     m.batch = &open_;
   }
-  reactor_.submit_writev(current_->fd, m.iov.data(), static_cast<unsigned>(m.iov.size()),
-                         m.offset, &SpoolWriter::on_write, &m);
+  // Gathered with the other appends of this round (contiguous in the segment).
+  if (gather_ != nullptr &&
+      (gather_->records.back()->segment != current_ || gather_->iov.size() + m.iov.size() > IOV_MAX)) {
+    flush_writes();
+  }
+  if (gather_ == nullptr) {
+    gather_ = free_gathers_;
+    if (gather_ != nullptr) {
+      free_gathers_ = gather_->next_free;
+    } else {
+      all_gathers_.push_back(std::make_unique<GatherWrite>());
+      gather_ = all_gathers_.back().get();
+      gather_->writer = this;
+    }
+    gather_->records.clear();
+    gather_->iov.clear();
+    gather_->bytes = 0;
+  }
+  gather_->records.push_back(&m);
+  gather_->iov.insert(gather_->iov.end(), m.iov.begin(), m.iov.end());
+  gather_->bytes += total;
   if (config_.durability == Durability::batch) {
     if (open_.count >= config_.batch_max_messages) close_batch();
     maybe_sync();
   }
 }
 
-void SpoolWriter::on_write(void* ctx, int res) {
-  auto& m = *static_cast<PendingMessage*>(ctx);
-  SpoolWriter& w = *m.writer;
+void SpoolWriter::flush_hook(void* ctx) { static_cast<SpoolWriter*>(ctx)->flush_writes(); }
+
+void SpoolWriter::flush_writes() {
+  GatherWrite* g = gather_;
+  if (g == nullptr) return;
+  gather_ = nullptr;
+  const PendingMessage& first = *g->records.front();
+  reactor_.submit_writev(first.segment->fd, g->iov.data(), static_cast<unsigned>(g->iov.size()),
+                         first.offset, &SpoolWriter::on_gather_written, g);
+}
+
+void SpoolWriter::on_gather_written(void* ctx, int res) {
+  auto* g = static_cast<GatherWrite*>(ctx);
+  SpoolWriter& w = *g->writer;
+  // The records wholly inside what was written are; a short write leaves the rest out.
+  std::uint64_t done = res > 0 ? static_cast<std::uint64_t>(res) : 0;
+  const int err = res < 0 ? res : -EIO;
+  for (PendingMessage* m : g->records) {
+    const std::uint64_t size = kHeaderSize + m->payload_bytes;
+    const bool ok = done >= size;
+    done = ok ? done - size : 0;
+    w.record_written(*m, ok, err);  // may finish m (its owner may reuse it): not used after
+  }
+  g->next_free = w.free_gathers_;
+  w.free_gathers_ = g;
+}
+
+void SpoolWriter::record_written(PendingMessage& m, bool ok, int err) {
   m.written = true;
-  const std::uint64_t expected = kHeaderSize + m.payload_bytes;
-  if (res < 0 || static_cast<std::uint64_t>(res) != expected) {
+  if (!ok) {
     // A failed or short write may leave part of a record behind: nothing more goes into
     // this segment (recovery skips the damage), the message gets a temporary failure.
-    m.result = res < 0 ? res : -EIO;
-    if (m.segment == w.current_) {
-      w.close_batch();
-      w.retire(m.segment);
+    m.result = err;
+    if (m.segment == current_) {
+      close_batch();
+      retire(m.segment);
     }
   }
-  switch (w.config_.durability) {
+  switch (config_.durability) {
     case Durability::none:
-      w.finish(m, m.result);  // on the page cache only: the mode says so
+      finish(m, m.result);  // on the page cache only: the mode says so
       return;
     case Durability::always:
       if (m.result != 0) {
-        w.finish(m, m.result);
+        finish(m, m.result);
         return;
       }
-      w.reactor_.submit_fsync(m.segment->fd, true, &SpoolWriter::on_sync_one, &m);
+      reactor_.submit_fsync(m.segment->fd, true, &SpoolWriter::on_sync_one, &m);
       return;
     case Durability::batch: {
       auto* b = static_cast<Batch*>(m.batch);
       --b->unwritten;
-      w.maybe_sync();
+      maybe_sync();
       return;
     }
   }

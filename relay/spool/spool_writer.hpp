@@ -9,6 +9,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -133,7 +134,23 @@ class SpoolWriter {
   bool open_segment(std::uint64_t size, int* err);
   void retire(Segment* s);
   void release(Segment* s);
-  static void on_write(void* ctx, int res);
+  // Appends of one reactor round go out as one writev per segment (gather_), submitted by
+  // the reactor's flush hook: one io_uring write (often punted to a kernel worker) per
+  // round instead of per record.
+  struct GatherWrite {
+    SpoolWriter* writer = nullptr;
+    std::vector<PendingMessage*> records;  // in file order, contiguous
+    std::vector<iovec> iov;
+    std::uint64_t bytes = 0;
+    GatherWrite* next_free = nullptr;
+  };
+  static void flush_hook(void* ctx);
+  void flush_writes();
+  static void on_gather_written(void* ctx, int res);
+  void record_written(PendingMessage& m, bool ok, int err);
+  GatherWrite* gather_ = nullptr;  // collecting, not submitted yet
+  GatherWrite* free_gathers_ = nullptr;
+  std::vector<std::unique_ptr<GatherWrite>> all_gathers_;
   static void on_sync(void* ctx, int res);
   static void on_sync_one(void* ctx, int res);
   void sync_failed(int err);
