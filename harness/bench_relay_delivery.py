@@ -1,0 +1,743 @@
+#!/usr/bin/python3
+"""Side-by-side: how fast mail gets through ringmta-relay and Postfix to a sink, one run.
+
+Three paths, each in turn, each with a fresh ringmta-sink (digest mode) and a fresh spool or
+queue in the run folder (results/runs/bench-relay-delivery-<time>/):
+  direct   ringmta-loadgen -> ringmta-sink                       (no relay: the ceiling)
+  ringmta  ringmta-loadgen -> ringmta-relay --durability batch -> ringmta-sink
+  postfix  ringmta-loadgen -> a private Postfix (relayhost = the sink) -> ringmta-sink
+The same closed-loop load for each (default 20000 messages, 50 connections, 1 KiB, one
+recipient). The delivered rate is taken at the sink, the same way for all three: messages
+the loadgen saw accepted / (time the sink's accepted counter reached that number - time of
+the first 250 in the loadgen's ledger), the counter read from the sink's /metrics every
+--poll-interval. Each run is reconciled: every 250 in the ledger must be in the sink's digest
+log exactly once with the same body SHA-256 (missing, duplicated, corrupted, unexpected are
+counted; any of them fails the run). Also: the relay's CPU per delivered message (ringmta:
+/proc/PID/stat; Postfix: the whole instance), delivery latency p50/p99 (ringmta: its
+delivery_latency_seconds histogram, interpolated within buckets; Postfix: the delay= of its
+maillog) and, for all three alike, a queueing delay from the ledger's accept times and the
+sink's delivered curve (FIFO-equivalent: the k-th accepted against the k-th delivered).
+Rounds alternate the order; medians, spreads and the ratios:
+  ringmta / postfix delivered rate (target >= 30), ringmta / direct (target >= 0.45).
+
+    /usr/bin/python3 harness/bench_relay_delivery.py --rounds 3 --messages 20000
+
+Writes results/runs/bench-relay-delivery-<time>.json. Exit 0 when every run worked and
+every message was accounted for (Postfix not installed: reported as skipped), 1 when a run
+failed (a process died, loadgen errors, a message missing, duplicated or changed, delivery
+not complete within --delivery-timeout; with --fail-below-target also a target not met),
+2 on bad usage or missing binaries. See docs/bench-relay-delivery.md.
+"""
+import argparse
+import json
+import math
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import postfix_peer  # noqa: E402  (harness/postfix_peer.py)
+from bench_relay_accept import (RunFailed, UsageError, check_outcomes, figures,  # noqa: E402
+                                fmt, fs_of, loadgen_cmd, proc_cpu, ratio, spool_count,
+                                spread, stop_relay, wait_banner)
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ALL = ("direct", "ringmta", "postfix")
+DOMAIN = "ringmta.test"          # the loadgen's default --to-domain
+
+
+# ---- child processes -------------------------------------------------------------------
+
+def start_ready(cmd, log_path, what, timeout=15.0):
+    """Start cmd (stdout+stderr to log_path) and wait for its "listening on" line.
+
+    Returns (Popen, the ready line's words). The caller stops it (stop_relay) in a finally.
+    """
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        end = time.monotonic() + timeout
+        while True:
+            with open(log_path, errors="replace") as f:
+                for line in f:
+                    if " listening on " in line:
+                        return proc, line.split()
+            if proc.poll() is not None or time.monotonic() > end:
+                with open(log_path, errors="replace") as f:
+                    raise RunFailed(f"{what}: no ready line (exit {proc.poll()}): "
+                                    f"{f.read().strip()[-400:]}")
+            time.sleep(0.02)
+    except BaseException:
+        stop_relay(proc)
+        raise
+
+
+def word_after(words, key):
+    """The HOST:PORT after `key` in a ready line, as (host, port)."""
+    host, _, port = words[words.index(key) + 1].rpartition(":")
+    return host, int(port)
+
+
+def scrape(addr, timeout=2.0):
+    """GET /metrics from (host, port): {series: value} (series with its labels, as written)."""
+    with socket.create_connection(addr, timeout=timeout) as s:
+        s.sendall(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n")
+        chunks = []
+        while True:
+            b = s.recv(65536)
+            if not b:
+                break
+            chunks.append(b)
+    body = b"".join(chunks).decode(errors="replace").split("\r\n\r\n", 1)[-1]
+    out = {}
+    for line in body.splitlines():
+        if line and not line.startswith("#"):
+            name, _, val = line.rpartition(" ")
+            try:
+                out[name] = float(val)
+            except ValueError:
+                pass
+    return out
+
+
+SINK_ACCEPTED = 'ringmta_sink_messages_total{outcome="accepted"}'
+
+
+class SinkPoller(threading.Thread):
+    """Reads the sink's accepted-message counter every `interval` s: samples (unix s, n)."""
+
+    def __init__(self, addr, interval):
+        super().__init__(daemon=True)
+        self.addr, self.interval = addr, interval
+        self.samples = []
+        self.errors = 0
+        self.stop_event = threading.Event()
+
+    def run(self):
+        while not self.stop_event.is_set():
+            t0 = time.time()
+            try:
+                n = scrape(self.addr).get(SINK_ACCEPTED)
+                t1 = time.time()
+                if n is not None:
+                    self.samples.append(((t0 + t1) / 2, int(n)))
+            except OSError:
+                self.errors += 1
+            self.stop_event.wait(max(0.0, self.interval - (time.time() - t0)))
+
+    def last(self):
+        return self.samples[-1][1] if self.samples else 0
+
+    def stop(self):
+        self.stop_event.set()
+        self.join(timeout=5)
+
+
+def time_reaching(samples, k):
+    """When the counter reached k: linear between the last sample below k and the first at
+    or above it (the sink delivers at a steady pace within one poll interval)."""
+    prev = None
+    for t, n in samples:
+        if n >= k:
+            if prev is None or prev[1] >= n:
+                return t
+            return prev[0] + (t - prev[0]) * (k - prev[1]) / (n - prev[1])
+        prev = (t, n)
+    return None
+
+
+def run_loadgen(args, port, run_dir, messages, run_id):
+    """ringmta-loadgen against port with a ledger (bench_relay_accept.run_loadgen has no
+    way to add flags). Returns (loadgen JSON, command, ledger path)."""
+    json_path = os.path.join(run_dir, "loadgen.json")
+    ledger = os.path.join(run_dir, "ledger.tsv")
+    a = argparse.Namespace(**vars(args))
+    a.messages = messages
+    cmd = loadgen_cmd(a, port, json_path) + ["--ledger", ledger, "--run-id", run_id]
+    limit = args.run_timeout
+    with open(os.path.join(run_dir, "loadgen.txt"), "w") as out_f:
+        child = subprocess.Popen(cmd, stdout=out_f, stderr=subprocess.STDOUT)
+        try:
+            child.wait(timeout=limit)
+        except subprocess.TimeoutExpired:
+            raise RunFailed(f"ringmta-loadgen still running after {limit:g} s "
+                            f"(--run-timeout)") from None
+        finally:
+            if child.poll() is None:
+                child.kill()
+                child.wait()
+    with open(os.path.join(run_dir, "loadgen.txt"), errors="replace") as f:
+        text = f.read()
+    if child.returncode == 2:
+        raise UsageError(f"ringmta-loadgen refused its arguments: {text.strip()[-400:]}")
+    if child.returncode != 0:
+        raise RunFailed(f"ringmta-loadgen exit {child.returncode}: {text.strip()[-400:]}")
+    with open(json_path) as f:
+        return json.load(f), cmd, ledger
+
+
+# ---- accounting --------------------------------------------------------------------------
+
+def read_ledger(path):
+    """{id: (unix s of the 250, body sha256)} of the 2xx lines, and the other lines' ids."""
+    acked, other = {}, set()
+    with open(path, errors="replace") as f:
+        for line in f:
+            p = line.rstrip("\n").split("\t")
+            if len(p) < 5:
+                continue
+            if p[1].startswith("2"):
+                acked[p[0]] = (int(p[3]) / 1000.0, p[4])
+            else:
+                other.add(p[0])
+    return acked, other
+
+
+def reconcile(acked, other, digest_path):
+    """Every acknowledged id once in the digest log, with the ledger's body SHA-256."""
+    seen = {}
+    corrupted = unexpected = not_acked = 0
+    with open(digest_path, errors="replace") as f:
+        for line in f:
+            p = line.rstrip("\n").split("\t")
+            if len(p) < 3:
+                continue
+            mid, sha = p[0], p[2]
+            seen[mid] = seen.get(mid, 0) + 1
+            if mid in acked:
+                if acked[mid][1] != sha:
+                    corrupted += 1
+            elif mid in other:
+                not_acked += 1
+            else:
+                unexpected += 1
+    missing = sum(1 for mid in acked if mid not in seen)
+    duplicates = sum(n - 1 for mid, n in seen.items() if n > 1)
+    return {"acked": len(acked), "digest_lines": sum(seen.values()), "missing": missing,
+            "duplicates": duplicates, "corrupted": corrupted,
+            "delivered_not_acked": not_acked, "unexpected": unexpected}
+
+
+def percentile(sorted_vals, q):
+    if not sorted_vals:
+        return None
+    """Nearest rank."""
+    i = min(len(sorted_vals) - 1, max(0, math.ceil(q / 100.0 * len(sorted_vals)) - 1))
+    return sorted_vals[i]
+
+
+def queue_delay(accept_times, samples):
+    """FIFO-equivalent delay of the k-th accepted message: when the sink's counter reached k
+    minus the k-th 250 in the ledger. Its mean is the true mean delay (Little's law); its
+    percentiles are those of a system that delivers in arrival order."""
+    acc = sorted(accept_times)
+    d = []
+    j = 0
+    prev = None
+    for k, ta in enumerate(acc, 1):
+        while j < len(samples) and samples[j][1] < k:
+            prev = samples[j]
+            j += 1
+        if j == len(samples):
+            break
+        t, n = samples[j]
+        if prev is None or prev[1] >= n:
+            td = t
+        else:
+            td = prev[0] + (t - prev[0]) * (k - prev[1]) / (n - prev[1])
+        d.append(td - ta)
+    d.sort()
+    if not d:
+        return {"p50_ms": None, "p99_ms": None, "mean_ms": None}
+    return {"p50_ms": percentile(d, 50) * 1e3, "p99_ms": percentile(d, 99) * 1e3,
+            "mean_ms": statistics.fmean(d) * 1e3}
+
+
+def histogram_quantile(metrics, name, q):
+    """Quantile q (0-1) of a Prometheus histogram, linear within the bucket (as PromQL's
+    histogram_quantile; the first bucket starts at 0; +Inf gives the last finite bound)."""
+    buckets = []
+    for series, v in metrics.items():
+        if series.startswith(name + '_bucket{le="'):
+            le = series[len(name) + 12:-2]
+            buckets.append((float("inf") if le == "+Inf" else float(le), v))
+    buckets.sort()
+    if not buckets or buckets[-1][1] <= 0:
+        return None
+    rank = q * buckets[-1][1]
+    lo_b, lo_n = 0.0, 0.0
+    for b, n in buckets:
+        if n >= rank:
+            if b == float("inf"):
+                return lo_b
+            return lo_b + (b - lo_b) * ((rank - lo_n) / (n - lo_n) if n > lo_n else 1.0)
+        lo_b, lo_n = b, n
+    return lo_b
+
+
+# ---- one run -------------------------------------------------------------------------------
+
+def run_one(system, args, run_dir, r):
+    """One path, one run: sink, server (relay or Postfix or none), loadgen, wait, reconcile."""
+    problems = []
+    messages = args.postfix_messages if system == "postfix" else args.messages
+    digest = os.path.join(run_dir, "digest.tsv")
+    sink_cmd = [args.sink_bin, "--listen", "127.0.0.1:0", "--mode", "digest",
+                "--digest-log", digest, "--metrics", "127.0.0.1:0",
+                "--threads", str(args.sink_threads)]
+    res = {"system": system, "messages": messages, "sink_cmd": sink_cmd}
+    sink, words = start_ready(sink_cmd, os.path.join(run_dir, "sink.log"), "ringmta-sink")
+    relay = pf = poller = None
+    try:
+        sink_port = word_after(words, "on")[1]
+        sink_metrics = word_after(words, "metrics")
+        if system == "direct":
+            port = sink_port
+
+            def cpu():
+                return None
+        elif system == "ringmta":
+            spool = os.path.join(run_dir, "spool")
+            cmd = [args.relay_bin, "--listen", "127.0.0.1:0", "--spool", spool,
+                   "--durability", "batch", "--threads", str(args.relay_threads),
+                   "--accept-domain", DOMAIN, "--route", f"{DOMAIN}=127.0.0.1:{sink_port}",
+                   "--metrics", "127.0.0.1:0"] + args.relay_arg
+            res["server_cmd"] = cmd
+            relay, rwords = start_ready(cmd, os.path.join(run_dir, "relay.log"),
+                                        "ringmta-relay")
+            port = word_after(rwords, "on")[1]
+            relay_metrics = word_after(rwords, "metrics")
+            wait_banner(port, alive=lambda: relay.poll() is None)
+            last = [0.0]
+
+            def cpu():
+                try:
+                    last[0] = proc_cpu(relay.pid)   # a zombie still has its figures
+                except OSError:
+                    pass
+                return last[0]
+        else:
+            settings = postfix_peer.relayhost_delivery_settings(sink_port, args.connections)
+            settings.update(args.postfix_setting)
+            pf = postfix_peer.PostfixPeer(os.path.join(run_dir, "postfix"),
+                                          relay_port=sink_port, main_cf=settings,
+                                          process_limit=max(200, 4 * args.connections))
+            pf.start()
+            port = pf.port
+            res.update(postfix_version=pf.version, config_dir=pf.config_dir,
+                       postfix_settings=pf.main_cf_settings())
+            cpu = pf.cpu_seconds
+        wait_banner(sink_port, alive=lambda: sink.poll() is None)
+
+        sink_cpu0 = proc_cpu(sink.pid)
+        poller = SinkPoller(sink_metrics, args.poll_interval)
+        poller.start()
+        cpu0 = cpu()
+        run_id = f"bd{time.strftime('%H%M%S')}-r{r}-{system}"
+        lg, lg_cmd, ledger = run_loadgen(args, port, run_dir, messages, run_id)
+        res["loadgen_cmd"] = lg_cmd
+        t_lg_end = time.time()
+        acked, other = read_ledger(ledger)
+        n = len(acked)
+        # Wait until the sink has as many messages as the loadgen saw accepted.
+        end = time.monotonic() + args.delivery_timeout
+        next_check = 0.0
+        while poller.last() < n and time.monotonic() < end:
+            if relay is not None and relay.poll() is not None or sink.poll() is not None:
+                break
+            if pf is not None and time.monotonic() > next_check:   # a /proc walk: 1/s
+                next_check = time.monotonic() + 1.0
+                if not pf.processes():
+                    break
+            time.sleep(args.poll_interval / 2)
+        cpu1 = cpu()
+        sink_cpu1 = proc_cpu(sink.pid) if sink.poll() is None else None
+        time.sleep(2 * args.poll_interval)     # one more sample: late extras show up
+        poller.stop()
+        samples = poller.samples
+        res["sink_count_at_end"] = poller.last()
+        res["sink_poll_errors"] = poller.errors
+        res["sink_polls"] = len(samples)
+        if poller.last() < n:
+            problems.append(f"the sink has {poller.last()} messages of the {n} the loadgen saw "
+                            f"accepted, {time.time() - t_lg_end:.0f} s after the loadgen ended"
+                            + ("" if relay is None or relay.poll() is None else
+                               f"; ringmta-relay exited with code {relay.returncode}")
+                            + ("" if sink.poll() is None else
+                               f"; ringmta-sink exited with code {sink.returncode}"))
+        if system == "ringmta":
+            try:
+                rm = scrape(relay_metrics)
+            except OSError as e:
+                rm = {}
+                problems.append(f"ringmta-relay /metrics: {e}")
+            res["relay_metrics"] = {k: v for k, v in rm.items()
+                                    if "deliveries_total" in k or "outbound_connections" in k
+                                    or k.startswith("ringmta_relay_queue_")
+                                    or k.startswith("ringmta_relay_messages_total")}
+            for q in (50, 99):
+                v = histogram_quantile(rm, "ringmta_relay_delivery_latency_seconds", q / 100)
+                res[f"delivery_p{q}_ms"] = v * 1e3 if v is not None else None
+            cnt = rm.get("ringmta_relay_delivery_latency_seconds_count")
+            res["delivery_mean_ms"] = (rm["ringmta_relay_delivery_latency_seconds_sum"] / cnt
+                                       * 1e3 if cnt else None)
+            res["delivery_latency_source"] = ("relay /metrics delivery_latency_seconds, "
+                                              "linear within buckets 1 ms/10 ms/100 ms/1 s/...")
+            for k in ("failed", "deferred", "throttled", "expired"):
+                v = rm.get(f'ringmta_relay_deliveries_total{{outcome="{k}"}}', 0)
+                if v:
+                    problems.append(f"ringmta-relay: {int(v)} deliveries {k}")
+    finally:
+        if poller is not None and poller.is_alive():
+            poller.stop()
+        if relay is not None:
+            rc, stop_s = stop_relay(relay)
+            res.update(relay_exit=rc, relay_stop_s=stop_s)
+        if pf is not None:
+            pf.stop()
+        sink_rc, _ = stop_relay(sink)     # SIGTERM: the digest log is flushed at exit
+    if sink_rc != 0:
+        problems.append(f"ringmta-sink exit code {sink_rc}")
+
+    res.update(figures(lg))
+    res["loadgen_rate_msg_s"] = res.pop("rate_msg_s")     # accepted at the loadgen
+    check_outcomes(res, problems)
+    acc = reconcile(acked, other, digest)
+    res["accounting"] = acc
+    for k in ("duplicates", "corrupted", "delivered_not_acked", "unexpected"):
+        if acc[k]:
+            problems.append(f"{k}: {acc[k]} (of {n} messages the loadgen saw accepted, "
+                            f"{acc['digest_lines']} digest lines)")
+
+    # The delivered rate: first 250 in the ledger -> the sink's counter reaching n.
+    accept_times = [v[0] for v in acked.values()]
+    t_first = min(accept_times) if accept_times else None
+    t_done = time_reaching(samples, n) if n else None
+    res["first_accepted_unix_s"] = t_first
+    res["last_delivered_unix_s"] = t_done
+    res["loadgen_start_unix_s"] = lg["start_unix_ms"] / 1000.0
+    res["last_accepted_unix_s"] = max(accept_times) if accept_times else None
+    if t_first is not None and t_done is not None and t_done > t_first:
+        res["window_s"] = t_done - t_first
+        res["rate_msg_s"] = n / res["window_s"]
+        res["drain_s"] = t_done - res["last_accepted_unix_s"]
+    else:
+        res["rate_msg_s"] = None
+        if not problems:
+            problems.append("no delivered rate (no message accepted or delivered)")
+    if t_done is not None:
+        res["queue_delay"] = queue_delay(accept_times, samples)
+
+    if system != "direct":
+        used = (cpu1 - cpu0) if cpu1 is not None and cpu0 is not None else None
+        res["server_cpu_s"] = used
+        res["server_cpu_us_per_msg"] = used * 1e6 / n if used is not None and n else None
+    if sink_cpu1 is not None:
+        res["sink_cpu_us_per_msg"] = (sink_cpu1 - sink_cpu0) * 1e6 / n if n else None
+
+    queued = 0        # still in the relay's spool / Postfix's queue after the run
+    if system == "ringmta":
+        queued, last = spool_count(args, os.path.join(run_dir, "spool"))
+        res["spool_after"] = last
+        if queued and not acc["missing"]:
+            problems.append(f"the spool still lists {queued} messages after every message "
+                            f"was delivered and the relay stopped: {last}")
+        with open(os.path.join(run_dir, "relay.log"), errors="replace") as f:
+            res["relay_log_tail"] = f.read().strip().splitlines()[-5:]
+    if system == "postfix":
+        dl = pf.delivery_log()
+        delays = sorted(dl.pop("delays_s"))
+        res["postfix_deliveries"] = dl
+        res["delivery_p50_ms"] = percentile(delays, 50) * 1e3 if delays else None
+        res["delivery_p99_ms"] = percentile(delays, 99) * 1e3 if delays else None
+        res["delivery_mean_ms"] = statistics.fmean(delays) * 1e3 if delays else None
+        res["delivery_latency_source"] = "maillog delay= of each status=sent (10 ms steps)"
+        counts = pf.queue_counts()
+        res["queue_counts_after"] = counts
+        queued = sum(counts.values())
+        if queued and not acc["missing"]:
+            problems.append(f"Postfix's queue is not empty after the run: {counts}")
+        if dl["status"].get("sent", 0) != n or len(dl["status"]) > 1:
+            problems.append(f"Postfix logged {dl['status']} deliveries for {n} messages "
+                            f"(each should be one status=sent)")
+        res["maillog_problems"] = pf.maillog_problems()
+        if any(" fatal:" in x or " panic:" in x for x in res["maillog_problems"]):
+            problems.append("Postfix logged fatal/panic: " + res["maillog_problems"][-1])
+
+    if acc["missing"]:
+        # Not at the sink: still queued (delivery too slow or stuck), or LOST.
+        res["queued_after"] = queued
+        problems.append(f"missing at the sink: {acc['missing']} of {n} messages the loadgen "
+                        f"saw accepted; {queued} still queued, so "
+                        f"{max(0, acc['missing'] - queued)} LOST (neither delivered nor queued)")
+    failed = bool(problems)
+    if not args.keep and not failed:
+        for path in (digest, ledger):
+            try:
+                os.remove(path)
+            except OSError:
+                pass
+        shutil.rmtree(os.path.join(run_dir, "spool"), ignore_errors=True)
+        if pf is not None:
+            pf.remove_queue()
+            try:
+                os.remove(pf.maillog)
+            except OSError:
+                pass
+    res["problems"] = problems
+    return res
+
+
+# ---- main ----------------------------------------------------------------------------------
+
+def parse_systems(text):
+    out = []
+    for s in text.split(","):
+        s = s.strip()
+        if s not in ALL:
+            raise argparse.ArgumentTypeError(f"unknown system {s!r} (direct, ringmta, postfix)")
+        out.append(s)
+    return out
+
+
+def name_value(text):
+    name, eq, value = text.partition("=")
+    if not eq or not name.strip():
+        raise argparse.ArgumentTypeError(f"{text!r} is not NAME=VALUE")
+    return name.strip(), value.strip()
+
+
+def col(v, spec, width):
+    """fmt() right-aligned in width (a missing figure as '-')."""
+    return f"{fmt(v, spec):>{width}s}"
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--messages", type=int, default=20000,
+                   help="messages per run (default 20000)")
+    p.add_argument("--postfix-messages", type=int, default=0,
+                   help="messages per Postfix run (default: --messages)")
+    p.add_argument("--connections", type=int, default=50)
+    p.add_argument("--size", type=int, default=1024)
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--systems", type=parse_systems, default=list(ALL),
+                   help="comma-separated: direct,ringmta,postfix (default all)")
+    p.add_argument("--relay-threads", type=int, default=2)
+    p.add_argument("--relay-arg", action="append", default=[],
+                   help="extra ringmta-relay argument, repeatable (recorded in the JSON)")
+    p.add_argument("--postfix-setting", action="append", default=[], type=name_value,
+                   help="extra Postfix main.cf NAME=VALUE, repeatable, applied last "
+                        "(e.g. --postfix-setting in_flow_delay=0s)")
+    p.add_argument("--sink-threads", type=int, default=2)
+    p.add_argument("--loadgen-threads", type=int, default=1)
+    p.add_argument("--reply-timeout", type=float, default=10.0,
+                   help="loadgen --timeout in seconds: a reply later than this is an error")
+    p.add_argument("--delivery-timeout", type=float, default=120.0,
+                   help="seconds after the loadgen ends for the sink to have every message")
+    p.add_argument("--run-timeout", type=float, default=600.0,
+                   help="seconds the loadgen may run (default 600)")
+    p.add_argument("--poll-interval", type=float, default=0.02,
+                   help="seconds between two reads of the sink's counter (default 0.02)")
+    p.add_argument("--target-postfix", type=float, default=30.0,
+                   help="ringmta / Postfix delivered rate to report against (default 30)")
+    p.add_argument("--target-direct", type=float, default=0.45,
+                   help="ringmta / direct delivered rate to report against (default 0.45)")
+    p.add_argument("--fail-below-target", action="store_true",
+                   help="exit 1 when a target is not met")
+    p.add_argument("--keep", action="store_true",
+                   help="keep ledgers, digest logs, spools, Postfix queues and maillogs")
+    p.add_argument("--relay-bin", default=os.path.join(ROOT, "build", "bin", "ringmta-relay"))
+    p.add_argument("--loadgen-bin",
+                   default=os.path.join(ROOT, "build", "bin", "ringmta-loadgen"))
+    p.add_argument("--sink-bin", default=os.path.join(ROOT, "build", "bin", "ringmta-sink"))
+    p.add_argument("--out-dir", default=os.path.join(ROOT, "results", "runs"))
+    args = p.parse_args()
+    args.postfix_messages = args.postfix_messages or args.messages
+    args.postfix_setting = dict(args.postfix_setting)
+    # loadgen_cmd (bench_relay_accept) reads these: a fixed count, no time limit, no warm-up.
+    args.duration, args.warmup = 0, 0
+    if args.rounds < 1 or args.connections < 1 or args.size < 1 or args.messages < 1 \
+            or args.postfix_messages < 1 or args.reply_timeout <= 0 \
+            or args.delivery_timeout <= 0 or args.poll_interval <= 0 or args.run_timeout <= 0:
+        print("bench_relay_delivery: need --rounds, --connections, --size, --messages >= 1 and "
+              "positive timeouts and --poll-interval", file=sys.stderr)
+        return 2
+    systems = list(dict.fromkeys(args.systems))
+    bins = [args.loadgen_bin, args.sink_bin] + ([args.relay_bin] if "ringmta" in systems else [])
+    for path in bins:
+        if not os.access(path, os.X_OK):
+            print(f"bench_relay_delivery: {path} is not there (cmake --preset release && "
+                  f"cmake --build --preset release)", file=sys.stderr)
+            return 2
+    postfix_skipped = None
+    if "postfix" in systems:
+        try:
+            postfix_peer.check_installed()
+            if os.geteuid() != 0:
+                raise postfix_peer.PostfixNotInstalled(
+                    "postfix not usable: a private instance needs root")
+        except postfix_peer.PostfixNotInstalled as e:
+            postfix_skipped = str(e)
+            print(f"{e}: skipped", flush=True)
+            systems.remove("postfix")
+
+    # SIGTERM (and SIGHUP) unwind like Ctrl-C: every child is stopped in the finally blocks.
+    def on_term(signum, frame):
+        raise KeyboardInterrupt
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGHUP, on_term)
+
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    run_root = os.path.join(args.out_dir, f"bench-relay-delivery-{stamp}")
+    os.makedirs(run_root, exist_ok=True)
+    mount, fstype = fs_of(run_root)
+    print(f"run folder {os.path.relpath(run_root, ROOT)} ({fstype} on {mount}); "
+          f"{args.messages} messages ({args.postfix_messages} for Postfix), "
+          f"{args.connections} connections, {args.size} B, 1 recipient; relay --durability "
+          f"batch --threads {args.relay_threads} {' '.join(args.relay_arg)}", flush=True)
+    runs = []
+    interrupted = False
+    try:
+        for r in range(args.rounds):
+            order = systems[r % len(systems):] + systems[:r % len(systems)]
+            for system in order:
+                run_dir = os.path.join(run_root, f"r{r}-{system}")
+                os.makedirs(run_dir)
+                try:
+                    res = run_one(system, args, run_dir, r)
+                except (RunFailed, postfix_peer.PostfixError, subprocess.TimeoutExpired,
+                        OSError) as e:
+                    res = {"system": system, "problems": [f"run failed: {e}"]}
+                res["round"] = r
+                res["loadavg_1m_after"] = os.getloadavg()[0]
+                runs.append(res)
+                if res.get("rate_msg_s") is not None:
+                    qd = res.get("queue_delay", {})
+                    print(f"round {r} {system:8s} {res['rate_msg_s']:9.0f} msg/s delivered "
+                          f"({res['accounting']['acked']} in {res['window_s']:.2f} s; loadgen "
+                          f"{res['loadgen_rate_msg_s']:.0f} accepted/s)  CPU "
+                          f"{fmt(res.get('server_cpu_us_per_msg'), '.0f')} us/msg  delivery "
+                          f"p50/p99 {fmt(res.get('delivery_p50_ms'), '.1f')}/"
+                          f"{fmt(res.get('delivery_p99_ms'), '.1f')} ms  queue delay "
+                          f"p50/p99 {fmt(qd.get('p50_ms'), '.1f')}/"
+                          f"{fmt(qd.get('p99_ms'), '.1f')} ms"
+                          f"{'  ' + res['warning'] if res.get('warning') else ''}", flush=True)
+                for prob in res["problems"]:
+                    print(f"round {r} {system:8s} PROBLEM: {prob}", flush=True)
+    except UsageError as e:
+        print(f"bench_relay_delivery: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        interrupted = True
+        print("bench_relay_delivery: interrupted; every child stopped", file=sys.stderr)
+        if not args.keep:   # the interrupted run's spool and queue (failed runs keep theirs)
+            done = {f"r{x['round']}-{x['system']}" for x in runs}
+            for d in os.listdir(run_root):
+                if d not in done:
+                    shutil.rmtree(os.path.join(run_root, d, "spool"), ignore_errors=True)
+                    shutil.rmtree(os.path.join(run_root, d, "postfix", "queue"),
+                                  ignore_errors=True)
+
+    keys = ("rate_msg_s", "loadgen_rate_msg_s", "server_cpu_us_per_msg", "sink_cpu_us_per_msg",
+            "delivery_p50_ms", "delivery_p99_ms", "p50_ms", "p99_ms")
+    med = {}
+    for system in systems:
+        mine = [x for x in runs if x["system"] == system and x.get("rate_msg_s") is not None
+                and not x["problems"]]
+        med[system] = {k: spread([x.get(k) for x in mine]) for k in keys}
+        for k in ("p50_ms", "p99_ms", "mean_ms"):
+            med[system][f"queue_delay_{k}"] = spread(
+                [x.get("queue_delay", {}).get(k) for x in mine])
+        med[system]["runs"] = len(mine)
+
+    def m(system, key):
+        return med.get(system, {}).get(key, {}).get("median")
+    ratios = {
+        "ringmta_vs_postfix_rate": ratio(m("ringmta", "rate_msg_s"), m("postfix", "rate_msg_s")),
+        "ringmta_vs_direct_rate": ratio(m("ringmta", "rate_msg_s"), m("direct", "rate_msg_s")),
+        "postfix_vs_ringmta_cpu_per_msg": ratio(m("postfix", "server_cpu_us_per_msg"),
+                                                m("ringmta", "server_cpu_us_per_msg")),
+    }
+    per_round = {}
+    for name, (a, b) in {"ringmta_vs_postfix_rate": ("ringmta", "postfix"),
+                         "ringmta_vs_direct_rate": ("ringmta", "direct")}.items():
+        vals = []
+        for r in range(args.rounds):
+            ra = [x.get("rate_msg_s") for x in runs if x["round"] == r and x["system"] == a
+                  and not x["problems"]]
+            rb = [x.get("rate_msg_s") for x in runs if x["round"] == r and x["system"] == b
+                  and not x["problems"]]
+            if ra and rb and ra[0] is not None and rb[0]:
+                vals.append(ra[0] / rb[0])
+        if vals:
+            per_round[name] = {"values": vals, **spread(vals)}
+    targets = {}
+    for name, target in (("ringmta_vs_postfix_rate", args.target_postfix),
+                         ("ringmta_vs_direct_rate", args.target_direct)):
+        targets[name] = {"target": target, "met": (ratios[name] >= target
+                                                   if ratios[name] is not None else None)}
+
+    print(f"\nmedian of {args.rounds} rounds (min-max), {args.connections} connections, "
+          f"{args.size} B, 1 recipient, ringmta-relay --durability batch:")
+    print(f"  {'path':8s} {'delivered msg/s (min-max)':>27s} {'CPU us/msg':>10s} "
+          f"{'deliv p50':>9s} {'deliv p99':>9s} {'qdelay p50':>10s} {'qdelay p99':>10s} "
+          f"{'accept p99':>10s}")
+    for system in systems:
+        s = med[system]
+        if not s["runs"]:
+            print(f"  {system:8s} {'no run completed':>27s}")
+            continue
+        rate = s["rate_msg_s"]
+        rate_txt = (f"{fmt(rate['median'], '.0f')} ({fmt(rate['min'], '.0f')}-"
+                    f"{fmt(rate['max'], '.0f')})")
+        print(f"  {system:8s} {rate_txt:>27s} "
+              f"{col(s['server_cpu_us_per_msg']['median'], '.0f', 10)} "
+              f"{col(s['delivery_p50_ms']['median'], '.1f', 9)} "
+              f"{col(s['delivery_p99_ms']['median'], '.1f', 9)} "
+              f"{col(s['queue_delay_p50_ms']['median'], '.1f', 10)} "
+              f"{col(s['queue_delay_p99_ms']['median'], '.1f', 10)} "
+              f"{col(s['p99_ms']['median'], '.2f', 10)}")
+    print("  (ms; deliv = accepted -> delivered: relay histogram (ringmta), maillog delay= "
+          "(postfix); qdelay = FIFO-equivalent, ledger 250 -> sink counter, all paths)")
+    if postfix_skipped:
+        print(f"  postfix  {postfix_skipped}: skipped")
+    for k, v in ratios.items():
+        pr = per_round.get(k)
+        extra = (f"   (round by round: median {pr['median']:.2f}, {pr['min']:.2f}-{pr['max']:.2f})"
+                 if pr else "")
+        tgt = targets.get(k)
+        verdict = (f"  target >= {tgt['target']:g}: {'met' if tgt['met'] else 'NOT met'}"
+                   if tgt and tgt["met"] is not None else "")
+        print(f"  {k}: {fmt(v, '.2f')}{extra}{verdict}")
+
+    problems = [f"round {x['round']} {x['system']}: {p}" for x in runs for p in x["problems"]]
+    if interrupted:
+        problems.append("interrupted")
+    out = os.path.join(args.out_dir, f"bench-relay-delivery-{stamp}.json")
+    with open(out, "w") as f:
+        json.dump({"schema": "bench-relay-delivery/1", "args": vars(args),
+                   "command": " ".join(sys.argv), "run_folder": run_root,
+                   "filesystem": {"mount": mount, "type": fstype}, "cpus": os.cpu_count(),
+                   "postfix_skipped": postfix_skipped, "runs": runs, "median": med,
+                   "ratios": ratios, "ratios_per_round": per_round, "targets": targets,
+                   "problems": problems}, f, indent=1)
+    print(f"  written to {os.path.relpath(out, ROOT)}")
+    if problems:
+        print(f"\n{len(problems)} problem(s):", file=sys.stderr)
+        for prob in problems:
+            print(f"  {prob}", file=sys.stderr)
+        return 1
+    if args.fail_below_target and any(t["met"] is False for t in targets.values()):
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
