@@ -159,7 +159,16 @@ TlsStream::TlsStream(const TlsContext& ctx, TlsSessionCache* cache, std::string_
   }
   if (cache != nullptr && ctx.resumption()) {
     SSL_set_ex_data(ssl_, cache_index(), cache);
-    if (cache->get() != nullptr) SSL_set_session(ssl_, cache->get());
+    if (cache->get() != nullptr) {
+      // A copy per connection: when a resumed connection gets its new ticket, OpenSSL
+      // removes the session it resumed from the client cache, which marks that very object
+      // not resumable, and other connections about to offer it would fall back to a full
+      // handshake.
+      if (SSL_SESSION* copy = SSL_SESSION_dup(cache->get())) {
+        SSL_set_session(ssl_, copy);
+        SSL_SESSION_free(copy);
+      }
+    }
   }
 }
 
