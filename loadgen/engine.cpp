@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "core/buf/line_log.hpp"
+#include "core/io/tls.hpp"
 #include "core/io/worker_group.hpp"
 #include "core/smtp/client_session.hpp"
 
@@ -52,6 +53,7 @@ struct ThreadStats {
   std::uint64_t warmup_messages = 0, interrupted = 0;
   std::uint64_t recipients_accepted = 0, recipients_rejected = 0, bytes_sent = 0;
   std::uint64_t connections_opened = 0, pipelined = 0, bdat = 0;
+  std::uint64_t tls_handshakes = 0, tls_resumed = 0;
   std::uint64_t waited = 0, max_wait_ns = 0;
   std::array<std::uint64_t, kConnErrorCount> conn_errors{};
   std::vector<ReplyCount> replies;
@@ -87,9 +89,10 @@ class ClientConn final : public io::ConnectionHandler, public smtp::ClientHandle
   void on_close(io::Connection& c, int err) override;
 
   void on_greeting(const smtp::Reply& r) override;
+  void on_ehlo(const smtp::Reply& r) override;
   void on_rcpt_reply(std::size_t, const smtp::Reply&) override {}
   void on_transaction_done(const smtp::TransactionResult& r) override;
-  void on_closed(const smtp::Reply&, std::string_view) override {}
+  void on_closed(const smtp::Reply&, std::string_view why) override;
 
   void attach(io::Connection* c, std::uint64_t t_connect) {
     conn_ = c;
@@ -107,7 +110,12 @@ class ClientConn final : public io::ConnectionHandler, public smtp::ClientHandle
  private:
   void after_input();
   void pump();
+  // Fills segs_ with what goes next (commands, or commands and the body); false: nothing.
+  bool build_flight();
   void send_segments();
+  // STARTTLS: the session dropped everything behind the 220; TLS takes over from here.
+  void start_tls();
+  void check_tls();
   void finish(const smtp::TransactionResult& r, std::uint64_t t_final);
 
   LoadThread& t_;
@@ -129,6 +137,13 @@ class ClientConn final : public io::ConnectionHandler, public smtp::ClientHandle
   bool sent_body_ = false;
   bool ready_reported_ = false;
   io::Timer think_;
+  std::unique_ptr<io::TlsStream> tls_;  // after STARTTLS
+  bool tls_up_ = false;
+  bool tls_sending_ = false;        // the send in flight is TLS ciphertext
+  bool tls_body_pending_ = false;   // the body is in ciphertext not yet sent
+  std::uint64_t t_tls_ = 0;
+  bool session_error_ = false;      // the session gave up (TLS or AUTH): an error
+  ConnError session_why_ = ConnError::other;
 };
 
 class LoadThread {
@@ -146,6 +161,10 @@ class LoadThread {
   const MessageFactory& factory() const { return factory_; }
   ThreadStats& stats() { return st_; }
   buf::LineLog* ledger() { return ledger_.get(); }
+  // --starttls: the shared client context and this thread's session for resumption.
+  const io::TlsContext* tls() const { return tls_; }
+  io::TlsSessionCache& tls_cache() { return tls_cache_; }
+  void set_tls(const io::TlsContext* t) { tls_ = t; }
   std::uint64_t run_start() const { return run_start_; }
   std::uint64_t warmup_end() const { return warmup_end_; }
   std::uint64_t next_seq() {
@@ -196,6 +215,8 @@ class LoadThread {
   bool ever_ready_ = false;  // some connection reached the point of sending a message
   ThreadStats st_;
   std::unique_ptr<buf::LineLog> ledger_;
+  const io::TlsContext* tls_ = nullptr;
+  io::TlsSessionCache tls_cache_;
 };
 
 // ---------------------------------------------------------------------------- ClientConn
@@ -225,17 +246,70 @@ void ClientConn::on_greeting(const smtp::Reply&) {
   }
 }
 
+void ClientConn::on_ehlo(const smtp::Reply&) {
+  if (ehlo_recorded_) return;  // the EHLO over TLS is part of the session set-up, not timed
+  ehlo_recorded_ = true;
+  const std::uint64_t t = now_ns();
+  if (t_.counting(t)) t_.stats().latency[static_cast<int>(Phase::ehlo)].record(t - t_greeting_);
+}
+
+void ClientConn::on_closed(const smtp::Reply&, std::string_view why) {
+  // Closed by the session itself before any message: TLS or AUTH trouble is an error.
+  if (why.find("STARTTLS") != std::string_view::npos) {
+    session_error_ = true;
+    session_why_ = ConnError::tls;
+  } else if (why.find("AUTH") != std::string_view::npos) {
+    session_error_ = true;
+    session_why_ = ConnError::auth;
+  }
+}
+
 void ClientConn::on_recv(io::Connection&, io::Slice data) {
-  session_.feed(data.view());
+  if (tls_) {
+    tls_->feed(data.view());
+    check_tls();
+    if (tls_ && tls_->established()) {
+      const std::string_view p = tls_->plaintext();
+      session_.feed(p);
+      tls_->consume_plaintext(p.size());
+    }
+  } else {
+    session_.feed(data.view());
+    if (session_.wants_tls()) start_tls();
+  }
   after_input();
 }
 
-void ClientConn::after_input() {
-  if (!ehlo_recorded_ && session_.ready()) {
-    ehlo_recorded_ = true;
-    const std::uint64_t t = now_ns();
-    if (t_.counting(t)) t_.stats().latency[static_cast<int>(Phase::ehlo)].record(t - t_greeting_);
+void ClientConn::start_tls() {
+  if (t_.tls() == nullptr) {
+    session_.on_connection_lost();
+    return;
   }
+  t_tls_ = now_ns();
+  tls_ = std::make_unique<io::TlsStream>(*t_.tls(), &t_.tls_cache());
+  tls_->start();  // the ClientHello, sent by pump()
+}
+
+void ClientConn::check_tls() {
+  if (!tls_up_ && tls_->established()) {
+    tls_up_ = true;
+    const std::uint64_t t = now_ns();
+    if (t_.counting(t)) t_.stats().latency[static_cast<int>(Phase::tls)].record(t - t_tls_);
+    ++t_.stats().tls_handshakes;
+    if (tls_->info().resumed) ++t_.stats().tls_resumed;
+    session_.tls_started();  // EHLO again, over TLS
+    return;
+  }
+  if (tls_->status() == io::TlsStatus::failed || tls_->status() == io::TlsStatus::closed) {
+    if (!tls_up_) {
+      session_error_ = true;
+      session_why_ = ConnError::tls;
+    }
+    session_.on_connection_lost();
+  }
+}
+
+void ClientConn::after_input() {
   pump();
   if (session_.closed()) {
     if (!conn_->sending()) conn_->close();  // QUIT answered, or the session ended
@@ -286,6 +360,30 @@ void ClientConn::quit() {
 
 void ClientConn::pump() {
   if (conn_ == nullptr || conn_->closing() || conn_->sending()) return;
+  if (!tls_) {
+    if (build_flight()) send_segments();
+    return;
+  }
+  // Over TLS: what the session has to send becomes records now (its output is free again
+  // at once); the ciphertext goes out from the stream's buffer.
+  for (int i = 0; i < 64 && tls_->established() && build_flight(); ++i) {
+    tls_->writev(segs_, nsegs_);
+    nsegs_ = 0;
+    session_.consume_output(out_in_flight_);
+    out_in_flight_ = 0;
+    if (body_in_flight_) {
+      body_in_flight_ = false;
+      tls_body_pending_ = true;  // timed when its ciphertext has gone
+    }
+  }
+  const std::string_view ct = tls_->next_send();
+  if (!ct.empty()) {
+    tls_sending_ = true;
+    conn_->send(ct);
+  }
+}
+
+bool ClientConn::build_flight() {
   const std::string_view out = session_.output();
   nsegs_ = 0;
   if (session_.body_due()) {
@@ -294,8 +392,7 @@ void ClientConn::pump() {
       // Commands still to go before the body: send them first.
       segs_[nsegs_++] = iovec{const_cast<char*>(out.data()), out.size()};
       out_in_flight_ = out.size();
-      send_segments();
-      return;
+      return true;
     }
     // BDAT: the pipelined commands end with "BDAT n LAST" and the chunk follows at once.
     // DATA: the body is dot-stuffed already (no line starts with '.') and ends in CRLF.
@@ -314,13 +411,12 @@ void ClientConn::pump() {
     t_body_ = now_ns();
     body_in_flight_ = true;
     sent_body_ = true;
-    send_segments();
-    return;
+    return true;
   }
-  if (out.empty()) return;
+  if (out.empty()) return false;
   segs_[nsegs_++] = iovec{const_cast<char*>(out.data()), out.size()};
   out_in_flight_ = out.size();
-  send_segments();
+  return true;
 }
 
 void ClientConn::send_segments() {
@@ -336,6 +432,19 @@ void ClientConn::send_segments() {
 }
 
 void ClientConn::on_sent(io::Connection&, std::size_t n) {
+  if (tls_sending_) {
+    tls_sending_ = false;
+    tls_->sent(n);
+    if (tls_body_pending_ && tls_->pending_output() == 0) {
+      tls_body_pending_ = false;
+      t_eod_ = now_ns();
+      if (counted_) {
+        t_.stats().latency[static_cast<int>(Phase::envelope)].record(t_body_ - t_started_);
+      }
+    }
+    after_input();
+    return;
+  }
   // Advance over what went out; a partial send continues with the rest.
   for (unsigned i = 0; i < nsegs_ && n > 0; ++i) {
     const std::size_t take = n < segs_[i].iov_len ? n : segs_[i].iov_len;
@@ -437,6 +546,10 @@ void ClientConn::finish(const smtp::TransactionResult& r, std::uint64_t t_final)
 }
 
 void ClientConn::on_timeout(io::Connection&) {
+  if (tls_ && !tls_up_) {
+    session_error_ = true;  // the handshake did not finish in time
+    session_why_ = ConnError::tls;
+  }
   session_.on_timeout();
   after_input();
   if (!conn_->closing()) conn_->close();
@@ -461,6 +574,10 @@ void ClientConn::on_close(io::Connection&, int err) {
   else if (err == -ECONNRESET || err == -EPIPE) why = ConnError::reset;
   else if (had_txn) why = ConnError::closed;
   if (t_connected_ == 0 && err == 0) error = false;
+  if (session_error_ && !had_txn) {
+    why = session_why_;
+    error = true;
+  }
   t_.on_conn_closed(*this, had_txn, why, error && !had_txn);
 }
 
@@ -480,10 +597,18 @@ LoadThread::LoadThread(io::Reactor& r, const LoadConfig& cfg, const MessageFacto
   client_cfg_.helo_name = cfg.helo;
   client_cfg_.use_pipelining = cfg.pipelining;
   client_cfg_.use_bdat = cfg.bdat;
+  client_cfg_.starttls = cfg.starttls ? smtp::TlsPolicy::required : smtp::TlsPolicy::none;
+  if (!cfg.auth.empty()) {
+    const std::size_t colon = cfg.auth.find(':');
+    client_cfg_.auth_user = cfg.auth.substr(0, colon);
+    client_cfg_.auth_password = cfg.auth.substr(colon + 1);
+  }
   client_cfg_.greeting_timeout_ms = client_cfg_.helo_timeout_ms = client_cfg_.mail_timeout_ms =
       client_cfg_.rcpt_timeout_ms = client_cfg_.data_init_timeout_ms =
           client_cfg_.data_xfer_timeout_ms = client_cfg_.data_done_timeout_ms =
-              client_cfg_.rset_timeout_ms = client_cfg_.quit_timeout_ms = cfg.reply_timeout_ms;
+              client_cfg_.rset_timeout_ms = client_cfg_.quit_timeout_ms =
+                  client_cfg_.starttls_timeout_ms = client_cfg_.auth_timeout_ms =
+                      cfg.reply_timeout_ms;
   // This thread's share of the load.
   const auto share = [&](std::uint64_t total) {
     return total / threads + (index < total % threads ? 1 : 0);
@@ -694,6 +819,14 @@ Results run_load(const LoadConfig& config, const MessageFactory& factory, Progre
   }
   rc.max_connections = config.connections + 64;
   rc.shutdown_grace_ms = 2000;
+  std::unique_ptr<io::TlsContext> tls;
+  if (config.starttls) {
+    io::TlsClientOptions o;
+    o.verify = config.tls_verify;
+    o.ca_file = config.tls_ca;
+    o.resumption = config.tls_resumption;
+    tls = io::TlsContext::client(o);  // throws with OpenSSL's reason (a bad CA file)
+  }
   io::WorkerGroup group(rc, config.threads, {});
   std::vector<std::unique_ptr<LoadThread>> threads(config.threads);
   rusage ru0{};
@@ -732,6 +865,7 @@ Results run_load(const LoadConfig& config, const MessageFactory& factory, Progre
         [&](io::Reactor& r) {
           threads[r.index()] = std::make_unique<LoadThread>(r, config, factory, r.index(),
                                                             config.threads, start);
+          threads[r.index()]->set_tls(tls.get());
           threads[r.index()]->start();
         });
   } catch (...) {
@@ -774,6 +908,8 @@ Results run_load(const LoadConfig& config, const MessageFactory& factory, Progre
     res.connections_opened += s.connections_opened;
     res.pipelined_transactions += s.pipelined;
     res.bdat_transactions += s.bdat;
+    res.tls_handshakes += s.tls_handshakes;
+    res.tls_resumed += s.tls_resumed;
     res.waited_for_connection += s.waited;
     res.max_connection_wait_ns = std::max(res.max_connection_wait_ns, s.max_wait_ns);
     for (std::size_t i = 0; i < kConnErrorCount; ++i) res.conn_errors[i] += s.conn_errors[i];

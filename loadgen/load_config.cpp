@@ -206,6 +206,7 @@ class Value {
   }
 
   bool is_integer_node() const { return node_ != nullptr && node_->is_integer(); }
+  bool is_text() const { return node_ == nullptr || node_->is_string(); }
 
   std::string text(std::string_view expected) const {
     if (node_ == nullptr) return text_;
@@ -395,6 +396,31 @@ bool apply_key(std::string_view key, const Value& v, LoadConfig& c, Sources& src
     c.pipelining = v.boolean();
   } else if (key == "bdat") {
     c.bdat = v.boolean();
+  } else if (key == "starttls") {
+    c.starttls = v.boolean();
+  } else if (key == "tls-verify") {
+    c.tls_verify = v.boolean();
+  } else if (key == "tls-ca") {
+    c.tls_ca = v.text("a PEM file of CA certificates");
+    if (c.tls_ca.empty()) v.fail("must be a file name, not empty");
+  } else if (key == "tls-resumption") {
+    if (v.is_text()) {
+      const std::string t = v.text("on or off");
+      if (t != "on" && t != "off") v.fail("must be on or off, got " + v.shown());
+      c.tls_resumption = t == "on";
+    } else {
+      c.tls_resumption = v.boolean();
+    }
+  } else if (key == "auth") {
+    const std::string a = v.text("USER:PASS");
+    const std::size_t colon = a.find(':');
+    if (colon == std::string::npos || colon == 0) {
+      v.fail("must be USER:PASS (the password may contain ':'), got " + v.shown());
+    }
+    if (a.size() > 512 || a.find_first_of(std::string_view("\0\r\n", 3)) != std::string::npos) {
+      v.fail("must be at most 512 characters without NUL, CR or LF");
+    }
+    c.auth = a;
   } else if (key == "connect-timeout" || key == "timeout") {
     const std::uint64_t ns = v.duration_ns(kMaxWaitNs);
     if (ns < 1'000'000 || ns % 1'000'000 != 0) {
@@ -637,7 +663,9 @@ bool operator==(const LoadConfig& a, const LoadConfig& b) {
          a.messages == b.messages && a.duration_s == b.duration_s && a.warmup_s == b.warmup_s &&
          a.ramp_up_s == b.ramp_up_s && a.messages_per_connection == b.messages_per_connection &&
          a.think_time_us == b.think_time_us && a.helo == b.helo && a.pipelining == b.pipelining &&
-         a.bdat == b.bdat && a.connect_timeout_ms == b.connect_timeout_ms &&
+         a.bdat == b.bdat && a.starttls == b.starttls && a.tls_verify == b.tls_verify &&
+         a.tls_ca == b.tls_ca && a.tls_resumption == b.tls_resumption && a.auth == b.auth &&
+         a.connect_timeout_ms == b.connect_timeout_ms &&
          a.reply_timeout_ms == b.reply_timeout_ms && a.size == b.size &&
          a.recipients == b.recipients && a.to_domains == b.to_domains && a.from == b.from &&
          a.run_id == b.run_id && a.seed == b.seed && a.json_path == b.json_path &&
@@ -714,6 +742,15 @@ int load_loadgen_config(int argc, char** argv, LoadConfig& out, std::ostream& ou
   on_switch("bdat", "BDAT instead of DATA when CHUNKING is offered (RFC 3030)", g_smtp);
   value("connect-timeout", "DURATION", "Give up a connection attempt after this (default 10s)",
         g_smtp);
+  on_switch("starttls",
+            "STARTTLS (RFC 3207) on every connection; a server not offering it is an error",
+            g_smtp);
+  on_switch("tls-verify", "Verify the server's certificate (default: not verified)", g_smtp);
+  value("tls-ca", "FILE", "CA certificates (PEM) for --tls-verify (default: the system's)",
+        g_smtp);
+  value("tls-resumption", "on|off",
+        "Offer the last TLS session on new connections (tickets; default on)", g_smtp);
+  value("auth", "USER:PASS", "AUTH PLAIN (LOGIN when PLAIN is not offered) after TLS", g_smtp);
   value("timeout", "DURATION", "Give up waiting for any one reply after this (default 60s)",
         g_smtp);
 
@@ -873,6 +910,19 @@ std::string format_loadgen_config(const LoadConfig& c, bool run_id_generated) {
   o << "helo = " << toml_string(c.helo) << "\n";
   o << "pipelining = " << (c.pipelining ? "true" : "false") << "\n";
   o << "bdat = " << (c.bdat ? "true" : "false") << "\n";
+  o << "starttls = " << (c.starttls ? "true" : "false") << "\n";
+  o << "tls-verify = " << (c.tls_verify ? "true" : "false") << "\n";
+  if (c.tls_ca.empty()) {
+    o << "# tls-ca = \"FILE\"  (the system's)\n";
+  } else {
+    o << "tls-ca = " << toml_string(c.tls_ca) << "\n";
+  }
+  o << "tls-resumption = " << toml_string(c.tls_resumption ? "on" : "off") << "\n";
+  if (c.auth.empty()) {
+    o << "# auth = \"USER:PASS\"  (off)\n";
+  } else {
+    o << "auth = " << toml_string(c.auth) << "\n";
+  }
   o << "connect-timeout = "
     << toml_string(format_duration_ns(std::uint64_t{c.connect_timeout_ms} * 1'000'000)) << "\n";
   o << "timeout = "

@@ -36,6 +36,13 @@ struct LoadConfig {
   std::uint32_t connect_timeout_ms = 10'000;  // --connect-timeout
   std::uint32_t reply_timeout_ms = 60'000;    // --timeout: any one reply
 
+  // TLS and AUTH (docs/tls.md).
+  bool starttls = false;             // --starttls: STARTTLS required (no TLS offered = error)
+  bool tls_verify = false;           // --tls-verify: check the server's certificate
+  std::string tls_ca;                // --tls-ca FILE: trust anchors for --tls-verify
+  bool tls_resumption = true;        // --tls-resumption on|off: offer the last session
+  std::string auth;                  // --auth USER:PASS: AUTH PLAIN (or LOGIN) after TLS
+
   // Messages (parsed further by the message factory).
   std::string size = "1024";         // --size BYTES|SPEC
   std::string recipients = "1";      // --recipients N|uniform:A-B

@@ -22,6 +22,8 @@ const char* phase_name(Phase p) {
       return "banner";
     case Phase::ehlo:
       return "ehlo";
+    case Phase::tls:
+      return "tls";
     case Phase::envelope:
       return "envelope";
     case Phase::accept:
@@ -46,6 +48,10 @@ const char* conn_error_name(ConnError e) {
       return "reply_timeout";
     case ConnError::protocol:
       return "protocol";
+    case ConnError::tls:
+      return "tls";
+    case ConnError::auth:
+      return "auth";
     case ConnError::other:
       return "other";
   }
@@ -242,7 +248,11 @@ void write_summary(std::ostream& out, const Results& r) {
   }
   out << (any ? "\n" : " none\n");
   out << "  Connections  " << r.connections_opened << " opened; " << r.pipelined_transactions
-      << " transactions pipelined, " << r.bdat_transactions << " with BDAT\n";
+      << " transactions pipelined, " << r.bdat_transactions << " with BDAT";
+  if (r.tls_handshakes > 0) {
+    out << "; " << r.tls_handshakes << " TLS handshakes, " << r.tls_resumed << " resumed";
+  }
+  out << "\n";
   if (open) {
     out << "  Waits        " << r.waited_for_connection << " messages waited for a free connection";
     if (r.waited_for_connection > 0) {
@@ -296,6 +306,8 @@ void write_json(std::ostream& out, const Results& r) {
   counts["connections_opened"] = r.connections_opened;
   counts["pipelined_transactions"] = r.pipelined_transactions;
   counts["bdat_transactions"] = r.bdat_transactions;
+  counts["tls_handshakes"] = r.tls_handshakes;
+  counts["tls_resumed"] = r.tls_resumed;
   counts["waited_for_connection"] = r.waited_for_connection;
 
   Json replies = Json::object();

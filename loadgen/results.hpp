@@ -16,14 +16,15 @@ namespace ringmta::loadgen {
 enum class Phase : std::uint8_t {
   connect,      // TCP connect until established
   banner,       // established until the 220
-  ehlo,         // EHLO sent until its reply
+  ehlo,         // EHLO sent until its reply (the first EHLO, before any STARTTLS)
+  tls,          // STARTTLS's 220 received until the TLS handshake completed (--starttls)
   envelope,     // MAIL sent until the body may go (354, or BDAT pipelined at once)
   accept,       // end of data sent until the final reply: what a relay's users feel (open
                 // loop: plus how late the message started, so stalls are not hidden)
   transaction,  // intended start (open loop: schedule; closed: start) until the final reply
 };
-inline constexpr std::size_t kPhaseCount = 6;
-const char* phase_name(Phase p);  // "connect", ..., "transaction"
+inline constexpr std::size_t kPhaseCount = 7;
+const char* phase_name(Phase p);  // "connect", "banner", "ehlo", "tls", ..., "transaction"
 
 enum class ConnError : std::uint8_t {
   refused,      // ECONNREFUSED
@@ -32,9 +33,11 @@ enum class ConnError : std::uint8_t {
   closed,       // the server closed (421 or plain close) while a message was in flight
   reply_timeout,
   protocol,     // malformed reply
+  tls,          // STARTTLS not offered or refused, or the TLS handshake failed
+  auth,         // AUTH not offered or refused
   other,
 };
-inline constexpr std::size_t kConnErrorCount = 7;
+inline constexpr std::size_t kConnErrorCount = 9;
 const char* conn_error_name(ConnError e);
 
 struct SecondStats {  // one second of the timeline (by the second a message finished)
@@ -76,6 +79,9 @@ struct Results {
   std::uint64_t connections_opened = 0;
   std::uint64_t pipelined_transactions = 0;  // server offered PIPELINING and it was used
   std::uint64_t bdat_transactions = 0;
+  // --starttls: handshakes that completed, and how many of them resumed a session.
+  std::uint64_t tls_handshakes = 0;
+  std::uint64_t tls_resumed = 0;
   // Open loop: messages that waited for a free connection (the cap was reached) and the
   // longest such wait; the wait is part of their transaction latency.
   std::uint64_t waited_for_connection = 0;

@@ -79,6 +79,18 @@ int run(int argc, char** argv) {
     sink::ListenerRuntime rt;
     rt.server = l.server;
     rt.behaviour = std::make_unique<sink::Behaviour>(l.behaviour);
+    if (l.server.starttls) {
+      io::TlsServerOptions tls;
+      tls.cert_file = l.tls_cert;
+      tls.key_file = l.tls_key;
+      try {
+        rt.tls = io::TlsContext::server(tls);
+      } catch (const std::exception& e) {
+        std::cerr << "ringmta-sink: listener " << l.address.to_string() << ": " << e.what()
+                  << "\n";
+        return 2;
+      }
+    }
     shared.listeners.push_back(std::move(rt));
     addresses.push_back(l.address);
   }

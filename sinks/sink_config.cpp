@@ -352,6 +352,22 @@ bool apply_listener_key(std::string_view key, const Value& v, ListenerConfig& l)
   } else if (key == "max-connections") {
     l.behaviour.max_connections = static_cast<std::uint32_t>(
         v.integer(0, 10'000'000, "a count from 0 (no limit) to 10000000"));
+  } else if (key == "starttls") {
+    const std::string t = v.text("off, on or required");
+    if (t == "off") {
+      s.starttls = s.require_tls = false;
+    } else if (t == "on") {
+      s.starttls = true;
+      s.require_tls = false;
+    } else if (t == "required") {
+      s.starttls = s.require_tls = true;
+    } else {
+      v.fail("must be off, on or required, got " + v.shown());
+    }
+  } else if (key == "tls-cert" || key == "tls-key") {
+    const std::string f = v.text("a file name");
+    if (f.empty()) v.fail("must be a file name, not empty");
+    (key == "tls-cert" ? l.tls_cert : l.tls_key) = f;
   } else if (key == "magic") {
     l.behaviour.magic = v.boolean();
   } else if (key == "greylist-capacity") {
@@ -430,7 +446,8 @@ class TomlReader {
       hint = " ([[listener]] tables are top-level only)";
     } else if (k == "listen" || k == "domain" || k == "hostname" || k == "max-message-size" ||
                k == "max-recipients" || k == "max-connections" || k == "magic" ||
-               k == "greylist-capacity" || k == "pipelining" || k == "size" || k == "8bitmime" ||
+               k == "greylist-capacity" || k == "starttls" || k == "tls-cert" ||
+               k == "tls-key" || k == "pipelining" || k == "size" || k == "8bitmime" ||
                k == "smtputf8" || k == "enhancedstatuscodes" || k == "chunking" || k == "dsn") {
       hint =
           " (a listener setting; a domain table takes tempfail-rate, permfail-rate, "
@@ -718,7 +735,8 @@ bool operator==(const ListenerConfig& a, const ListenerConfig& b) {
          x.max_recipients == y.max_recipients && x.pipelining == y.pipelining && x.size == y.size &&
          x.eight_bit_mime == y.eight_bit_mime && x.smtputf8 == y.smtputf8 &&
          x.enhanced_status_codes == y.enhanced_status_codes && x.chunking == y.chunking &&
-         x.dsn == y.dsn && x.starttls == y.starttls &&
+         x.dsn == y.dsn && x.starttls == y.starttls && x.require_tls == y.require_tls &&
+         a.tls_cert == b.tls_cert && a.tls_key == b.tls_key &&
          x.command_timeout_ms == y.command_timeout_ms && x.data_timeout_ms == y.data_timeout_ms &&
          x.output_buffer_bytes == y.output_buffer_bytes && a.behaviour == b.behaviour;
 }
@@ -803,6 +821,12 @@ int load_sink_config(int argc, char** argv, SinkConfig& out, std::ostream& out_s
   no_switch("enhancedstatuscodes", "Do not offer ENHANCEDSTATUSCODES (RFC 2034)", g_smtp);
   no_switch("chunking", "Do not offer CHUNKING, i.e. BDAT (RFC 3030)", g_smtp);
   no_switch("dsn", "Do not offer DSN (RFC 3461)", g_smtp);
+  setting("starttls", "MODE",
+          "off (default), on (offer STARTTLS, RFC 3207) or required (530 5.7.0 to MAIL "
+          "before TLS)",
+          g_smtp);
+  setting("tls-cert", "FILE", "STARTTLS: PEM certificate chain, leaf first", g_smtp);
+  setting("tls-key", "FILE", "STARTTLS: PEM private key", g_smtp);
 
   const std::string g_fail = "Failures (a probability per message, default 0)";
   setting("tempfail-rate", "P", "Answer 451 4.3.0 at the end of data", g_fail);
@@ -912,6 +936,10 @@ int load_sink_config(int argc, char** argv, SinkConfig& out, std::ostream& out_s
         if (f.option->count() == 0) continue;
         const Origin o{nullptr, {}, f.flag};
         apply_listener_key(f.key, f.is_switch ? Value::of_switch(false, o) : Value(f.text, o), l);
+      }
+      if (l.server.starttls && (l.tls_cert.empty() || l.tls_key.empty())) {
+        throw ConfigError("listener " + l.address.to_string() +
+                          ": starttls needs tls-cert and tls-key (--tls-cert FILE --tls-key FILE)");
       }
       std::string why;
       if (!validate_behaviour(l.behaviour, &why)) {
@@ -1053,6 +1081,10 @@ std::string format_sink_config(const SinkConfig& c) {
     for (const Extension& e : kExtensions) {
       o << e.key << " = " << (s.*e.field ? "true" : "false") << "\n";
     }
+    o << "starttls = "
+      << toml_string(!s.starttls ? "off" : s.require_tls ? "required" : "on") << "\n";
+    if (!l.tls_cert.empty()) o << "tls-cert = " << toml_string(l.tls_cert) << "\n";
+    if (!l.tls_key.empty()) o << "tls-key = " << toml_string(l.tls_key) << "\n";
     o << "magic = " << (b.magic ? "true" : "false") << "\n";
     o << "greylist-capacity = " << b.greylist_capacity << "\n";
     write_profile(o, b.defaults, false);

@@ -27,6 +27,9 @@
 //   max-connections = 0           # concurrent; beyond it 421 4.7.0 at the banner; 0 = no limit
 //   pipelining = true             # also size, 8bitmime, smtputf8, enhancedstatuscodes,
 //                                 # chunking, dsn: the EHLO extensions offered
+//   starttls = "off"              # off | on (offered) | required (530 5.7.0 to MAIL before it)
+//   tls-cert = "server.pem"       # PEM chain, leaf first (required when starttls is not off)
+//   tls-key = "server.key"        # PEM private key
 //   magic = true                  # magic recipient local parts (tempfail+x@d, ...)
 //   greylist-capacity = 262144    # greylist triples remembered; when full, RCPTs pass
 //   # ...and every profile key below, which sets the listener's default profile.
@@ -91,7 +94,9 @@ inline constexpr std::string_view kDefaultListen = "127.0.0.1:2525";
 
 struct ListenerConfig {
   io::SocketAddress address;
-  smtp::ServerConfig server;  // hostname, extensions, size and recipient limits
+  smtp::ServerConfig server;  // hostname, extensions, size and recipient limits, STARTTLS
+  std::string tls_cert;       // with server.starttls: PEM chain and key (docs/tls.md)
+  std::string tls_key;
   BehaviourConfig behaviour;  // rules, delays, domains, greylisting, rate and connection limits
 };
 // Addresses compare by their text; ServerConfig by every field.

@@ -345,9 +345,47 @@ void SinkSession::on_transaction_abort() {
 
 void SinkSession::on_recv(io::Connection&, io::Slice data) {
   if (close_now_) return;
+  if (tls_) {
+    tls_->feed(data.view());  // ciphertext: copied into the stream, the buffer goes back
+    check_tls();
+    pump();
+    return;
+  }
   held_bytes_ += data.size();
   held_.push_back(std::move(data));
   pump();
+}
+
+void SinkSession::start_tls() {
+  // CVE-2011-0411: whatever followed STARTTLS is plaintext the session already dropped;
+  // the stream starts empty and sees only bytes received from here on.
+  held_.clear();
+  held_bytes_ = 0;
+  tls_ = std::make_unique<io::TlsStream>(*listener_.tls);
+  tls_start_ns_ = now_ns();
+}
+
+void SinkSession::check_tls() {
+  using O = M::tls_handshakes_total_outcome;
+  if (!tls_up_ && tls_->established()) {
+    tls_up_ = true;
+    const bool resumed = tls_->info().resumed;
+    thread_.metrics().inc(M::tls_handshakes_total[resumed ? O::resumed : O::full]);
+    thread_.metrics().observe(M::tls_handshake_seconds, now_ns() - tls_start_ns_);
+    thread_.metrics().add(M::tls_sessions_active, 1);
+    session_.tls_started();  // the state after the banner: EHLO again
+    return;
+  }
+  if (tls_->status() == io::TlsStatus::failed || tls_->status() == io::TlsStatus::closed) {
+    if (!tls_up_ && tls_->status() == io::TlsStatus::failed) {
+      thread_.metrics().inc(M::tls_handshakes_total[O::failed]);
+    }
+    // Send what the stream holds (an alert), nothing more from the session, then close.
+    tls_->discard_input();
+    mark_disconnect();
+    owed_output_ = 0;
+    close_after_output_ = true;
+  }
 }
 
 void SinkSession::pump() {
@@ -355,18 +393,30 @@ void SinkSession::pump() {
     flush_output();  // what is owed, then the close
     return;
   }
-  while (started_ && !held_.empty() && !session_.waiting() && !close_now_) {
-    io::Slice& s = held_.front();
-    const std::size_t used = session_.feed(s.view());
-    held_bytes_ -= used;
-    s.remove_prefix(used);
-    if (!s.empty()) break;  // the session paused: deferred, output full, closed
-    held_.erase(held_.begin());
+  if (tls_) {
+    while (started_ && tls_->established() && !session_.waiting() && !close_now_) {
+      const std::string_view p = tls_->plaintext();
+      if (p.empty()) break;
+      const std::size_t used = session_.feed(p);
+      tls_->consume_plaintext(used);
+      if (used < p.size()) break;  // the session paused: deferred, output full, closed
+    }
+    if (session_.closed()) tls_->discard_input();
+  } else {
+    while (started_ && !held_.empty() && !session_.waiting() && !close_now_) {
+      io::Slice& s = held_.front();
+      const std::size_t used = session_.feed(s.view());
+      held_bytes_ -= used;
+      s.remove_prefix(used);
+      if (!s.empty()) break;  // the session paused: deferred, output full, closed
+      held_.erase(held_.begin());
+    }
   }
   if (session_.closed() || session_.wants_tls()) {
     held_.clear();  // nothing more is read as commands (after QUIT/421)
     held_bytes_ = 0;
   }
+  if (session_.wants_tls() && !tls_ && listener_.tls) start_tls();
   if (close_now_) {
     close_now();
     return;
@@ -378,13 +428,43 @@ void SinkSession::pump() {
   }
   flush_output();
   if (conn_.closing()) return;
-  if (held_bytes_ > kPauseAbove) conn_.pause_recv();
-  else if (held_bytes_ < kResumeBelow && conn_.recv_paused()) conn_.resume_recv();
+  const std::size_t held = tls_ ? tls_->plaintext().size() : held_bytes_;
+  if (held > kPauseAbove) conn_.pause_recv();
+  else if (held < kResumeBelow && conn_.recv_paused()) conn_.resume_recv();
   conn_.set_deadline(session_.timeout_ms());
 }
 
 void SinkSession::flush_output() {
   if (conn_.closing() || conn_.sending()) return;
+  if (tls_ && tls_->established() && !session_.wants_tls()) {
+    // Over TLS: the session's replies become records now (so its buffer is free again);
+    // the ciphertext goes out from the stream's own buffer below.
+    std::string_view out = session_.output();
+    if (close_now_) {
+      out = out.substr(0, owed_output_);
+      owed_output_ -= out.size();
+    } else if (!out.empty()) {
+      if (!session_.waiting()) record_latency();
+      thread_.metrics().inc(M::reply_writes_total);
+    }
+    if (!out.empty()) {
+      tls_->write(out);
+      session_.consume_output(out.size());
+    }
+  }
+  if (tls_) {
+    const std::string_view ct = tls_->next_send();
+    if (!ct.empty()) {
+      tls_sending_ = true;
+      conn_.send(ct);
+      return;
+    }
+    if (tls_->established() || close_now_) {
+      if (close_now_ || session_.closed() || close_after_output_) conn_.close();
+      return;
+    }
+    // Not established yet: the plaintext 220 to STARTTLS (below) still goes as it is.
+  }
   std::string_view out = session_.output();
   if (close_now_) {
     out = out.substr(0, owed_output_);
@@ -422,12 +502,24 @@ void SinkSession::close_now() {
 }
 
 void SinkSession::on_sent(io::Connection&, std::size_t bytes) {
+  if (tls_sending_) {
+    tls_sending_ = false;
+    tls_->sent(bytes);
+    pump();
+    return;
+  }
   session_.consume_output(bytes);
   if (close_now_) owed_output_ -= bytes < owed_output_ ? bytes : owed_output_;
   pump();
 }
 
 void SinkSession::on_timeout(io::Connection&) {
+  if (tls_ && !tls_up_) {
+    // The handshake did not finish in time: no reply can be sent in either form.
+    thread_.metrics().inc(M::tls_handshakes_total[M::tls_handshakes_total_outcome::failed]);
+    conn_.close();
+    return;
+  }
   if (session_.waiting()) {
     conn_.set_deadline(session_.timeout_ms());  // a configured delay is running
     return;
@@ -438,7 +530,7 @@ void SinkSession::on_timeout(io::Connection&) {
 
 void SinkSession::on_shutdown(io::Connection&) {
   stopping_ = true;
-  if (!started_) {
+  if (!started_ || (tls_ && !tls_up_)) {
     close_now();
     return;
   }
@@ -452,6 +544,7 @@ void SinkSession::on_close(io::Connection&, int) {
     thread_.metrics().inc(M::messages_total[M::messages_total_outcome::disconnect]);
   }
   thread_.metrics().add(M::sessions_active, -1);
+  if (tls_up_) thread_.metrics().add(M::tls_sessions_active, -1);
 }
 
 }  // namespace ringmta::sink

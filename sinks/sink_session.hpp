@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "core/io/reactor.hpp"
+#include "core/io/tls.hpp"
 #include "core/metrics/metrics_registry.hpp"
 #include "core/smtp/message_digest.hpp"
 #include "core/smtp/server_session.hpp"
@@ -23,6 +24,7 @@ namespace ringmta::sink {
 struct ListenerRuntime {
   smtp::ServerConfig server;
   std::unique_ptr<Behaviour> behaviour;
+  std::unique_ptr<io::TlsContext> tls;  // with server.starttls
 };
 
 struct SinkShared {
@@ -109,12 +111,21 @@ class SinkSession final : public io::ConnectionHandler, public smtp::ServerHandl
   void start_clock(Phase phase);
   void record_latency();
   void count_cause(const Action& a);
+  // STARTTLS: the plaintext is cut here (everything held is dropped) and the TLS stream
+  // takes every byte received from now on.
+  void start_tls();
+  // After ciphertext was fed: handshake done (the session starts over) or failed.
+  void check_tls();
 
   SinkThread& thread_;
   const ListenerRuntime& listener_;
   io::Connection& conn_;
   smtp::ServerSession session_;
   std::vector<io::Slice> held_;  // received, not yet consumed (the session was waiting)
+  std::unique_ptr<io::TlsStream> tls_;  // after STARTTLS
+  bool tls_up_ = false;                 // handshake completed (counted)
+  bool tls_sending_ = false;            // the send in flight is TLS ciphertext
+  std::uint64_t tls_start_ns_ = 0;
   std::size_t held_bytes_ = 0;
   io::Timer delay_;
   smtp::Reply delayed_reply_{};  // code 0: the default positive reply

@@ -1,6 +1,8 @@
 // Client session state machine; see client_session.hpp.
 #include "core/smtp/client_session.hpp"
 
+#include "core/smtp/base64.hpp"
+
 namespace ringmta::smtp {
 namespace {
 
@@ -16,6 +18,12 @@ constexpr Reply kProtocolError{451, {4, 5, 0}, "malformed reply from the server"
 constexpr Reply kTooBigForServer{552, {5, 3, 4}, "message exceeds the server's SIZE limit"};
 constexpr Reply kNoSmtputf8{553, {5, 6, 7}, "server does not offer SMTPUTF8"};
 constexpr Reply kConnectionClosed{451, {4, 4, 2}, "server closed the session"};
+// RFC 3207 4: 454 is "TLS not available"; these are the local equivalents.
+constexpr Reply kTlsNotOffered{454, {4, 7, 0}, "TLS required but STARTTLS not offered"};
+constexpr Reply kTlsRefused{454, {4, 7, 0}, "TLS required but STARTTLS refused"};
+constexpr Reply kAuthNotOffered{454, {4, 7, 0}, "AUTH PLAIN/LOGIN not offered by the server"};
+// RFC 4954 4: the longest AUTH line a client sends is 12 288 octets; ours are far shorter.
+constexpr std::size_t kMaxAuthSecret = 1024;
 
 Path make_path(std::string_view addr) {
   Path p;
@@ -42,6 +50,9 @@ std::string_view client_state_name(ClientState s) {
     case ClientState::greeting: return "greeting";
     case ClientState::ehlo: return "ehlo";
     case ClientState::helo: return "helo";
+    case ClientState::starttls: return "starttls";
+    case ClientState::tls: return "tls";
+    case ClientState::auth: return "auth";
     case ClientState::ready: return "ready";
     case ClientState::envelope: return "envelope";
     case ClientState::data_body: return "data_body";
@@ -63,6 +74,9 @@ std::uint32_t ClientSession::timeout_ms() const {
     case ClientState::greeting: return config_.greeting_timeout_ms;
     case ClientState::ehlo:
     case ClientState::helo: return config_.helo_timeout_ms;
+    case ClientState::starttls:
+    case ClientState::tls: return config_.starttls_timeout_ms;
+    case ClientState::auth: return config_.auth_timeout_ms;
     case ClientState::envelope:
       if (recv_cursor_ == 0) return config_.mail_timeout_ms;
       if (recv_cursor_ <= rcpt_count()) return config_.rcpt_timeout_ms;
@@ -89,6 +103,11 @@ std::size_t ClientSession::feed(std::string_view in) {
       break;
     }
     if (s.complete) on_reply(parser_.reply());
+    if (state_ == ClientState::tls) {
+      // CVE-2011-0411, client side: nothing behind the 220 is read as plaintext.
+      parser_.reset();
+      return in.size();
+    }
   }
   return state_ == ClientState::closed ? in.size() : pos;
 }
@@ -143,7 +162,8 @@ void ClientSession::on_reply(const Reply& r) {
     case ClientState::ehlo:
       if (r.code == 250) {
         caps_ = parse_ehlo_capabilities(r.text);
-        enter_state(ClientState::ready);
+        handler_.on_ehlo(r);
+        after_ehlo();
       } else if (r.permanent()) {
         // RFC 5321 3.2: a server that does not know EHLO gets HELO.
         Command helo;
@@ -158,10 +178,27 @@ void ClientSession::on_reply(const Reply& r) {
     case ClientState::helo:
       if (r.code == 250) {
         caps_ = Capabilities{};
-        enter_state(ClientState::ready);
+        handler_.on_ehlo(r);
+        after_ehlo();
       } else {
         close(r, "HELO refused");
       }
+      return;
+    case ClientState::starttls:
+      if (r.code == 220) {
+        enter_state(ClientState::tls);  // feed() drops whatever follows
+        return;
+      }
+      if (config_.starttls == TlsPolicy::required) {
+        out_.append("QUIT\r\n");
+        close(r.code != 0 ? r : kTlsRefused, "STARTTLS refused");
+        return;
+      }
+      tls_declined_ = true;  // opportunistic: on in plaintext, with what EHLO offered
+      after_ehlo();
+      return;
+    case ClientState::auth:
+      on_auth_reply(r);
       return;
     case ClientState::envelope:
       on_envelope_reply(r);
@@ -179,10 +216,102 @@ void ClientSession::on_reply(const Reply& r) {
       return;
     case ClientState::ready:
     case ClientState::data_body:
+    case ClientState::tls:
     case ClientState::closed:
       close(kProtocolError, "protocol error: unexpected reply", Ending::protocol);
       return;
   }
+}
+
+void ClientSession::after_ehlo() {
+  if (!tls_active_ && config_.starttls != TlsPolicy::none) {
+    if (caps_.starttls && !tls_declined_) {
+      out_.append("STARTTLS\r\n");
+      enter_state(ClientState::starttls);
+      return;
+    }
+    if (config_.starttls == TlsPolicy::required) {
+      out_.append("QUIT\r\n");
+      close(tls_declined_ ? kTlsRefused : kTlsNotOffered,
+            tls_declined_ ? "STARTTLS refused" : "STARTTLS not offered");
+      return;
+    }
+  }
+  if (!config_.auth_user.empty() && !authenticated_) {
+    auth_step_ = 0;
+    if (caps_.auth_plain) {
+      // RFC 4616: authzid NUL authcid NUL passwd, as the initial response (RFC 4954 4).
+      char plain[2 * kMaxAuthSecret + 2];
+      const std::string_view user = std::string_view(config_.auth_user).substr(0, kMaxAuthSecret);
+      const std::string_view pass =
+          std::string_view(config_.auth_password).substr(0, kMaxAuthSecret);
+      std::size_t n = 0;
+      plain[n++] = '\0';
+      n += user.copy(plain + n, user.size());
+      plain[n++] = '\0';
+      n += pass.copy(plain + n, pass.size());
+      auth_login_ = false;
+      write_auth_line("AUTH PLAIN ", std::string_view(plain, n));
+      enter_state(ClientState::auth);
+      return;
+    }
+    if (caps_.auth_login) {
+      auth_login_ = true;
+      out_.append("AUTH LOGIN\r\n");
+      enter_state(ClientState::auth);
+      return;
+    }
+    out_.append("QUIT\r\n");
+    close(kAuthNotOffered, "AUTH not offered");
+    return;
+  }
+  enter_state(ClientState::ready);
+}
+
+void ClientSession::write_auth_line(std::string_view prefix, std::string_view secret) {
+  char line[base64_size(2 * kMaxAuthSecret + 2) + 16];
+  const std::size_t n = base64_encode(secret, line);
+  if (!prefix.empty()) out_.append(prefix);
+  out_.append(std::string_view(line, n));
+  out_.append("\r\n");
+}
+
+void ClientSession::on_auth_reply(const Reply& r) {
+  if (auth_login_ && r.code == 334 && auth_step_ < 2) {
+    // RFC 4954 4: 334 asks for the next step: the user name, then the password.
+    const std::string& v = auth_step_ == 0 ? config_.auth_user : config_.auth_password;
+    write_auth_line({}, std::string_view(v).substr(0, kMaxAuthSecret));
+    ++auth_step_;
+    return;
+  }
+  if (r.code == 235) {  // RFC 4954 6: authentication succeeded
+    authenticated_ = true;
+    enter_state(ClientState::ready);
+    return;
+  }
+  if (r.code == 334) out_.append("*\r\n");  // a challenge we cannot answer: cancel
+  else out_.append("QUIT\r\n");
+  close(r, "AUTH refused");
+}
+
+void ClientSession::tls_started() {
+  if (state_ != ClientState::tls) return;
+  tls_active_ = true;
+  caps_ = Capabilities{};  // RFC 3207 4.2: forget what the server said before TLS
+  Command ehlo;
+  ehlo.verb = Verb::ehlo;
+  ehlo.argument = config_.helo_name;
+  encode_command(ehlo, out_);
+  enter_state(ClientState::ehlo);
+}
+
+const char* tls_policy_name(TlsPolicy p) {
+  switch (p) {
+    case TlsPolicy::none: return "none";
+    case TlsPolicy::opportunistic: return "opportunistic";
+    case TlsPolicy::required: return "required";
+  }
+  return "?";
 }
 
 bool ClientSession::send_message(const Envelope& env, std::uint64_t body_octets) {

@@ -18,8 +18,21 @@
 
 namespace ringmta::smtp {
 
+// STARTTLS use (RFC 3207), as Postfix's smtp_tls_security_level none / may / encrypt.
+enum class TlsPolicy : std::uint8_t {
+  none,           // never
+  opportunistic,  // when offered; a refused STARTTLS goes on in plaintext
+  required,       // no mail without TLS: not offered or refused closes the session
+};
+const char* tls_policy_name(TlsPolicy p);  // "none" | "opportunistic" | "required"
+
 struct ClientConfig {
   std::string helo_name = "localhost";
+  TlsPolicy starttls = TlsPolicy::none;
+  // AUTH (RFC 4954) after EHLO (after TLS when it is used): PLAIN when offered, else LOGIN.
+  // Empty user: no AUTH. The strings must outlive the session.
+  std::string auth_user;
+  std::string auth_password;
   bool use_pipelining = true;  // when the server offers PIPELINING
   bool use_bdat = false;       // when the server offers CHUNKING
   std::uint32_t max_recipients = 1000;  // per transaction; sizes the output buffer
@@ -33,6 +46,8 @@ struct ClientConfig {
   std::uint32_t data_done_timeout_ms = 600'000;
   std::uint32_t rset_timeout_ms = 20'000;
   std::uint32_t quit_timeout_ms = 300'000;
+  std::uint32_t starttls_timeout_ms = 300'000;  // STARTTLS reply and the handshake
+  std::uint32_t auth_timeout_ms = 300'000;
 };
 
 // One message's envelope. Addresses are without angle brackets ("" is the null sender,
@@ -70,6 +85,9 @@ enum class ClientState : std::uint8_t {
   greeting,   // waiting for the banner
   ehlo,       // EHLO sent
   helo,       // HELO sent (EHLO was refused)
+  starttls,   // STARTTLS sent
+  tls,        // STARTTLS answered 220: the caller does the handshake (wants_tls)
+  auth,       // AUTH sent (PLAIN, or a step of LOGIN)
   ready,      // idle: send_message() or quit()
   envelope,   // MAIL/RCPT/DATA or BDAT sent, replies pending
   data_body,  // DATA got 354: the caller sends the body now (body_due)
@@ -86,6 +104,8 @@ class ClientHandler {
  public:
   virtual ~ClientHandler() = default;
   virtual void on_greeting(const Reply&) {}
+  // Each EHLO (or HELO) accepted: once before STARTTLS and once after.
+  virtual void on_ehlo(const Reply&) {}
   virtual void on_rcpt_reply(std::size_t /*index*/, const Reply&) {}
   virtual void on_transaction_done(const TransactionResult&) {}
   // The session ended: the server's last reply (421, a refused greeting) or a local reason
@@ -122,6 +142,15 @@ class ClientSession {
   // ends with Ending::closed, then on_closed.
   void on_connection_lost();
 
+  // STARTTLS was answered 220: the caller starts the TLS handshake now. Every server byte
+  // behind the 220 in that read was dropped (plaintext injected before the handshake,
+  // CVE-2011-0411) and nothing more may be fed as plaintext.
+  bool wants_tls() const { return state_ == ClientState::tls; }
+  // The handshake completed: the session says EHLO again (RFC 3207 4.2), over TLS. If it
+  // failed, the caller closes the connection and calls on_connection_lost().
+  void tls_started();
+  bool tls_active() const { return tls_active_; }
+  bool authenticated() const { return authenticated_; }
   ClientState state() const { return state_; }
   bool ready() const { return state_ == ClientState::ready; }
   bool closed() const { return state_ == ClientState::closed; }
@@ -131,6 +160,9 @@ class ClientSession {
  private:
   void enter_state(ClientState s);
   void on_reply(const Reply& r);
+  void after_ehlo();
+  void on_auth_reply(const Reply& r);
+  void write_auth_line(std::string_view prefix, std::string_view secret);
   void on_envelope_reply(const Reply& r);
   void send_next_envelope_command();
   bool write_envelope_command(std::size_t index);
@@ -148,6 +180,11 @@ class ClientSession {
   bool bdat_ = false;
   bool body_due_ = false;
   bool body_was_sent_ = false;
+  bool tls_active_ = false;
+  bool tls_declined_ = false;  // STARTTLS refused (opportunistic: go on in plaintext)
+  bool authenticated_ = false;
+  bool auth_login_ = false;    // AUTH LOGIN in progress (else PLAIN)
+  std::uint8_t auth_step_ = 0;
   Envelope env_{};
   std::uint64_t body_octets_ = 0;
   std::size_t send_cursor_ = 0;  // next envelope command to write: 0 MAIL, 1..n RCPT, n+1 DATA

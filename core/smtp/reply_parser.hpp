@@ -40,6 +40,13 @@ class ReplyParser {
   // is the first line's. Valid until the next call to next().
   const Reply& reply() const { return reply_; }
   std::size_t line_count() const { return lines_; }
+  // Forgets a partly received reply (after STARTTLS's 220 the plaintext behind it is dropped).
+  void reset() {
+    framer_.reset();
+    lines_ = 0;
+    text_len_ = 0;
+    reply_ = Reply{};
+  }
 
  private:
   ReplyError take_line(std::string_view line, bool& last);

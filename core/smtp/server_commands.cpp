@@ -57,6 +57,7 @@ struct ServerCommandTable {
   static const Reply* mail_check(const ServerSession& s) {
     if (s.state_ == SessionState::greeted) return &replies::kNeedHelo;
     if (s.state_ != SessionState::ready) return &replies::kNestedMail;
+    if (s.config_.require_tls && !s.tls_active_) return &replies::kNeedTls;  // RFC 3207 4
     return nullptr;
   }
   static const Reply* rcpt_check(const ServerSession& s) {

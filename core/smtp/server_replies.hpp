@@ -34,6 +34,7 @@ inline constexpr Reply kNeedMail{503, {5, 5, 1}, "Error: need MAIL command"};
 inline constexpr Reply kNeedRcpt{503, {5, 5, 1}, "Error: need RCPT command"};
 inline constexpr Reply kDataAfterBdat{503, {5, 5, 1}, "Error: DATA after BDAT in one transaction"};
 inline constexpr Reply kTlsActive{503, {5, 5, 1}, "Error: TLS already active"};
+inline constexpr Reply kNeedTls{530, {5, 7, 0}, "Must issue a STARTTLS command first"};
 inline constexpr Reply kAuthNotEnabled{503, {5, 5, 1}, "Error: authentication not enabled"};
 inline constexpr Reply kNotOffered{502, {5, 5, 1}, "Error: command not implemented"};
 inline constexpr Reply kNoValidRecipients{554, {5, 5, 1}, "Error: no valid recipients"};

@@ -31,6 +31,8 @@ struct ServerConfig {
   bool chunking = true;               // RFC 3030
   bool dsn = true;                    // RFC 3461
   bool starttls = false;              // RFC 3207: offered only when the caller can do TLS
+  // RFC 3207 4: no mail before STARTTLS (MAIL answered 530 5.7.0); needs starttls.
+  bool require_tls = false;
   // RFC 5321 4.5.3.2.7: the server waits at least 5 minutes for the next command.
   std::uint32_t command_timeout_ms = 300'000;
   std::uint32_t data_timeout_ms = 300'000;

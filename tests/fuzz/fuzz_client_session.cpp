@@ -156,6 +156,11 @@ class OutputChecker {
       after_data_ = false;
       return;
     }
+    // AUTH LOGIN's answers to 334: the user name, the password, or "*" to cancel.
+    if (auth_lines_ > 0 && (l == "dXNlcg==" || l == "c2VjcmV0" || l == "*")) {
+      --auth_lines_;
+      return;
+    }
     const Command c = parse_command(l);
     if (!c.ok()) std::fprintf(stderr, "bad line: %s\n", ringmta::fuzz::escape(l).c_str());
     FUZZ_CHECK(c.ok());
@@ -193,6 +198,15 @@ class OutputChecker {
       case Verb::quit:
         quit_ = true;
         break;
+      case Verb::starttls:
+        FUZZ_CHECK(plan_.config.starttls != TlsPolicy::none);
+        FUZZ_CHECK(!starttls_ && !in_envelope_);  // once, outside a transaction
+        starttls_ = true;
+        break;
+      case Verb::auth:
+        FUZZ_CHECK(!plan_.config.auth_user.empty() && !in_envelope_);
+        if (c.argument == "LOGIN") auth_lines_ = 2;
+        break;
       default:
         FUZZ_CHECK(false);  // the client writes no other command
     }
@@ -203,6 +217,8 @@ class OutputChecker {
   bool in_envelope_ = false;
   bool after_data_ = false;
   bool quit_ = false;
+  bool starttls_ = false;
+  int auth_lines_ = 0;
   std::size_t rcpts_ = 0;
 };
 
@@ -241,6 +257,13 @@ struct Driver {
   // What a caller does between reads: send the body when due, start the next message or
   // quit when idle, send output.
   void act() {
+    if (s.wants_tls()) {
+      // The caller's handshake, done at once: the session says EHLO again.
+      trace("tls_started");
+      FUZZ_CHECK(!s.tls_active());
+      s.tls_started();
+      FUZZ_CHECK(s.tls_active() && !s.wants_tls());
+    }
     send_body_if_due();
     if (s.ready() && !quit_called) {
       if (plan.quit_after != 0 && h.done_count() >= plan.quit_after) {
@@ -280,6 +303,17 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   plan.quit_after = in.byte() & 3;
   const std::uint8_t misc = in.byte();
   plan.max_messages = 1 + (misc & 3);
+  // STARTTLS policy (and AUTH with the last one) from the top bits.
+  switch ((misc >> 5) & 3) {
+    case 1: plan.config.starttls = TlsPolicy::opportunistic; break;
+    case 2: plan.config.starttls = TlsPolicy::required; break;
+    case 3:
+      plan.config.starttls = TlsPolicy::opportunistic;
+      plan.config.auth_user = "user";
+      plan.config.auth_password = "secret";
+      break;
+    default: break;
+  }
   std::vector<std::size_t> pieces;
   for (int i = 0; i < n_pieces; ++i)
     pieces.push_back(in.byte() + 1u);

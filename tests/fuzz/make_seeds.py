@@ -208,6 +208,8 @@ SERVER_EHLO = (b"220 mx.example.net ESMTP\r\n250-mx.example.net\r\n250-PIPELININ
 OK_TXN = (b"250 2.1.0 Sender ok\r\n250 2.1.5 Recipient ok\r\n354 End data with <CR><LF>."
           b"<CR><LF>\r\n250 2.0.0 Ok: queued as 1\r\n")
 BYE = b"221 2.0.0 Bye\r\n"
+SERVER_TLS = (b"220 mx.example.net ESMTP\r\n250-mx.example.net\r\n250-PIPELINING\r\n"
+              b"250 STARTTLS\r\n")
 CLIENT = {
     "pipelined": client_seed(SERVER_EHLO + OK_TXN + BYE, pieces=(9,)),
     "lockstep": client_seed(SERVER_EHLO + OK_TXN + BYE, pipelining=False),
@@ -235,6 +237,15 @@ CLIENT = {
                               b"250 ok\r\n" + BYE, rcpt_pick=199, partial=True, pieces=(40,)),
     "multiline-final": client_seed(SERVER_EHLO + b"250 ok\r\n250 ok\r\n354 go\r\n250-2.0.0 a"
                                    b"\r\n250 2.0.0 b\r\n" + BYE),
+    # misc bits 5-6: STARTTLS policy (1 opportunistic, 2 required, 3 opportunistic + AUTH).
+    "starttls": client_seed(SERVER_TLS + b"220 2.0.0 go\r\n250-injected\r\n" + SERVER_EHLO[26:]
+                            + OK_TXN + BYE, misc=2 << 5, pieces=(20,)),
+    "starttls-refused": client_seed(SERVER_TLS + b"454 4.7.0 no TLS\r\n" + OK_TXN + BYE,
+                                    misc=1 << 5),
+    "starttls-not-offered": client_seed(SERVER_EHLO + BYE, misc=2 << 5),
+    "auth-login": client_seed(SERVER_TLS + b"220 go\r\n250-x\r\n250 AUTH LOGIN\r\n"
+                              b"334 VXNlcm5hbWU6\r\n334 UGFzc3dvcmQ6\r\n235 ok\r\n" + OK_TXN + BYE,
+                              misc=3 << 5),
 }
 for name, data in CLIENT.items():
     write("client_session", name, data)

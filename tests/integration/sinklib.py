@@ -344,7 +344,8 @@ class Script:
     name: str
     config: dict[str, str] = field(default_factory=dict)
     steps: list[bytes] = field(default_factory=list)  # one send() each
-    tls: bool = False  # has a !tls step (the sink has no TLS)
+    tls: bool = False  # has a !tls step: the TLS handshake goes before steps[tls_at]
+    tls_at: int = -1
 
 
 def parse_script(path: Path) -> Script:
@@ -358,6 +359,7 @@ def parse_script(path: Path) -> Script:
                 s.config[k] = v
         elif line == "!tls":
             s.tls = True
+            s.tls_at = len(s.steps)
         elif line.startswith("!repeat "):
             n_text, pattern = line[8:].split(" ", 1)
             s.steps.append(b"".join(c_unescape(pattern.replace("{i}", str(i), 1)) for i in range(1, int(n_text) + 1)))
@@ -398,9 +400,10 @@ class SteadyClient(threading.Thread):
     """A well-behaved smtplib client sending small messages with X-Ringmta-Id "<prefix>-<n>"
     over one session until stopped; every failure is recorded."""
 
-    def __init__(self, port: int, prefix: str = "bg", pause: float = 0.01):
+    def __init__(self, port: int, prefix: str = "bg", pause: float = 0.01, tls_context=None):
         super().__init__(daemon=True)
         self.port = port
+        self.tls_context = tls_context  # an ssl.SSLContext: STARTTLS first
         self.prefix = prefix
         self.pause = pause
         self.sent: list[str] = []
@@ -412,6 +415,8 @@ class SteadyClient(threading.Thread):
 
         try:
             with smtplib.SMTP(HOST, self.port, local_hostname="steady.example", timeout=10) as s:
+                if self.tls_context is not None:
+                    s.starttls(context=self.tls_context)
                 n = 0
                 while not self._stop_evt.is_set():
                     msg_id = f"{self.prefix}-{n}"

@@ -11,12 +11,18 @@ Where the golden handler differs from the sink's default behaviour the script is
   and "tempfail+defer*" and only the reply texts are mapped;
 - its refusal of the sender "reject@" (550 5.7.1) has no sink equivalent: that one command
   and its reply are left out;
-- !config keys become flags; starttls_injection needs TLS, which the sink does not offer
-  (STARTTLS is answered 502 5.5.1, checked in command_errors)."""
+- !config keys become flags (starttls=on is --starttls on with the test CA's certificate,
+  require_tls=on makes it --starttls required);
+- at !tls the replay does a real TLS handshake (Python's ssl) and sends the rest over TLS.
+  Steps sent after the 220 to STARTTLS but before !tls (plaintext "before the handshake
+  completes", which the sans-I/O session drops) are left out: on a socket those bytes reach
+  the TLS layer, which fails the handshake (test_tls.py checks that case)."""
 
 import random
 import re
 import socket
+import ssl
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -50,15 +56,25 @@ def scripts():
     return names
 
 
-def flags_for(config: dict[str, str]) -> list[str] | None:
+def flags_for(config: dict[str, str], ca: Path) -> list[str]:
     args = ["--hostname", "localhost"]
+    on = ("on", "true", "1")
+    if config.get("starttls") in on:
+        mode = "required" if config.get("require_tls") in on else "on"
+        args += ["--starttls", mode, "--tls-cert", str(ca / "server.pem"), "--tls-key", str(ca / "server.key")]
     for k, v in config.items():
-        if k == "starttls":
-            if v in ("on", "true", "1"):
-                return None
+        if k in ("starttls", "require_tls"):
             continue
         args += CONFIG_FLAGS[k](v)
     return args
+
+
+@pytest.fixture(scope="module")
+def test_ca(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("ca")
+    subprocess.run([str(Path(__file__).resolve().parents[2] / "scripts" / "make-test-ca"), str(d)],
+                   check=True, timeout=60, stdout=subprocess.DEVNULL)
+    return d
 
 
 def adapt(steps: list[bytes], expected: list[str]) -> tuple[list[bytes], list[str]]:
@@ -118,21 +134,67 @@ def replay(port: int, steps: list[bytes], pause: float = 0.003, timeout: float =
     return [c_escape(l) for l in text[:-2].split(b"\r\n")]
 
 
+def replay_tls(port: int, before: list[bytes], after: list[bytes], ca: Path, pause: float = 0.003,
+               timeout: float = 20.0) -> list[str]:
+    """As replay(), with a real TLS handshake between `before` (plaintext, ending with the
+    STARTTLS) and `after` (over TLS). One thread: the SSL socket is read between sends."""
+    sock = socket.create_connection((HOST, port), timeout=timeout)
+    received = bytearray()
+    try:
+        for st in before:
+            sock.sendall(st)
+            time.sleep(pause)
+        ready = b"220 2.0.0 Ready to start TLS\r\n"
+        while not received.endswith(ready):
+            b = sock.recv(1)  # byte by byte: nothing behind the 220 may be read as plaintext
+            assert b, f"closed before the 220 to STARTTLS; received {bytes(received)!r}"
+            received += b
+        ctx = ssl.create_default_context(cafile=str(ca / "ca.pem"))
+        tls = ctx.wrap_socket(sock, server_hostname="localhost")
+
+        def drain(wait: float) -> bool:
+            tls.settimeout(wait)
+            try:
+                while True:
+                    b = tls.recv(65536)
+                    if not b:
+                        return False
+                    received.extend(b)
+            except (socket.timeout, ssl.SSLWantReadError):
+                return True
+
+        for st in after:
+            tls.sendall(st)
+            time.sleep(pause)
+            drain(0.02)
+        deadline = time.monotonic() + timeout
+        while drain(0.2):
+            assert time.monotonic() < deadline, f"the sink did not close after QUIT; received {bytes(received)!r}"
+    finally:
+        sock.close()
+    text = bytes(received)
+    assert text.endswith(b"\r\n"), f"partial reply at the end: {text[-200:]!r}"
+    return [c_escape(l) for l in text[:-2].split(b"\r\n")]
+
+
 @pytest.mark.parametrize("name", scripts())
-def test_golden_transcript_replayed_on_a_socket(sink, tmp_path, name):
+def test_golden_transcript_replayed_on_a_socket(sink, tmp_path, name, test_ca):
     script = parse_script(GOLDEN / f"{name}.in")
     ref = parse_ref(GOLDEN / f"{name}.ref")
-    flags = flags_for(script.config)
-    if script.tls or flags is None:
-        pytest.skip("needs STARTTLS, which ringmta-sink does not offer")
+    flags = flags_for(script.config, test_ca)
     log = tmp_path / "digest.log"
     s = sink("--mode", "digest", "--digest-log", str(log), *flags)
-    steady = SteadyClient(s.port, prefix=f"bg-{name}")
+    tls_ctx = ssl.create_default_context(cafile=str(test_ca / "ca.pem")) if script.tls else None
+    steady = SteadyClient(s.port, prefix=f"bg-{name}", tls_context=tls_ctx)
     steady.start()
     try:
         steady.wait_sent(2)  # sending before the replay starts...
         steps, expected = adapt(script.steps, ref.replies)
-        got = replay(s.port, steps)
+        if script.tls:
+            starttls = max(i for i, st in enumerate(steps[:script.tls_at]) if b"STARTTLS\r\n" in st)
+            got = replay_tls(s.port, steps[:starttls + 1], steps[script.tls_at:], test_ca)
+        else:
+            got = replay(s.port, steps)
         steady.wait_sent(len(steady.sent) + 2)  # ...and still after it ends
     finally:
         steady.stop()

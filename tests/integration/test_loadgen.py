@@ -17,7 +17,7 @@ import pytest
 from loadgenlib import PostfixSink, count_at_least, free_port, ms, reconcile
 from sinklib import metric, read_digest, scrape
 
-ZERO_CONN_ERRORS = {k: 0 for k in ("refused", "connect_timeout", "reset", "closed", "reply_timeout", "protocol", "other")}
+ZERO_CONN_ERRORS = {k: 0 for k in ("refused", "connect_timeout", "reset", "closed", "reply_timeout", "protocol", "tls", "auth", "other")}
 
 
 def digest_sink(sink, tmp_path, *args, name="digest.log"):

@@ -248,6 +248,8 @@ TEST(Report, JsonHasEveryFigure) {
   EXPECT_EQ(c["connections_opened"], 21);
   EXPECT_EQ(c["pipelined_transactions"], 10003);
   EXPECT_EQ(c["bdat_transactions"], 0);
+  EXPECT_EQ(c["tls_handshakes"], 0);
+  EXPECT_EQ(c["tls_resumed"], 0);
   EXPECT_EQ(c["waited_for_connection"], 3);
 
   EXPECT_EQ(j["replies"], (Json{{"250 2.0.0", 10000}, {"451 4.3.0", 1}, {"554 5.6.0", 1}}));
@@ -256,6 +258,8 @@ TEST(Report, JsonHasEveryFigure) {
                                     {"reset", 1},
                                     {"closed", 0},
                                     {"reply_timeout", 2},
+                                    {"tls", 0},
+                                    {"auth", 0},
                                     {"protocol", 0},
                                     {"other", 0}}));
 

@@ -49,6 +49,7 @@ void apply_config(ServerConfig& c, const std::string& key, const std::string& v)
   else if (key == "chunking") c.chunking = parse_bool(v);
   else if (key == "dsn") c.dsn = parse_bool(v);
   else if (key == "starttls") c.starttls = parse_bool(v);
+  else if (key == "require_tls") c.require_tls = parse_bool(v);
   else throw std::runtime_error("unknown config key: " + key);
 }
 
