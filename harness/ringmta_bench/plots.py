@@ -17,6 +17,13 @@ from .results import PERCENTILES  # noqa: E402
 _Q = {"p50": 0.5, "p75": 0.75, "p90": 0.9, "p99": 0.99, "p99.9": 0.999, "p99.99": 0.9999, "max": 0.99999}
 
 
+def _colors(result) -> dict:
+    """One colour per system (and repetition), the same in every plot of a run."""
+    cycle = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    keys = [(name, r["rep"]) for name, r in _runs(result)]
+    return {k: cycle[i % len(cycle)] for i, k in enumerate(keys)}
+
+
 def _runs(result):
     for name, s in result["systems"].items():
         for r in s["runs"]:
@@ -26,13 +33,15 @@ def _runs(result):
 
 def throughput(result: dict, path: Path) -> None:
     fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(9, 6.5), sharex=True)
+    colors = _colors(result)
     for name, r in _runs(result):
         tl = r["timeline"]
         label = name if result["scenario"]["repeat"] == 1 else f"{name} rep {r['rep'] + 1}"
         xs = [row["second"] for row in tl]
-        line, = ax1.plot(xs, [row["accepted"] for row in tl], label=label, drawstyle="steps-post")
+        color = colors[(name, r["rep"])]
+        ax1.plot(xs, [row["accepted"] for row in tl], label=label, drawstyle="steps-post", color=color)
         ax2.plot(xs, [row.get("delivered", 0) for row in tl], label=label, drawstyle="steps-post",
-                 color=line.get_color())
+                 color=color)
     ax1.set_ylabel("accepted msg/s (loadgen)")
     ax2.set_ylabel("delivered msg/s (sinks)")
     ax2.set_xlabel("seconds since the loadgen started")
@@ -48,6 +57,7 @@ def throughput(result: dict, path: Path) -> None:
 def latency(result: dict, path: Path) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
     xs = [1.0 / (1.0 - _Q[p]) for p in PERCENTILES]
+    colors = _colors(result)
     for key, ax, title in (("accept_latency_ms", axes[0], "accept latency (end of data -> 250)"),
                            ("delivery_latency_ms", axes[1], "delivery latency (250 -> sink)")):
         drawn = False
@@ -59,7 +69,8 @@ def latency(result: dict, path: Path) -> None:
             if not pts:
                 continue
             label = name if result["scenario"]["repeat"] == 1 else f"{name} rep {r['rep'] + 1}"
-            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=label)
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=label,
+                    color=colors[(name, r["rep"])])
             drawn = True
         ax.set_xscale("log")
         ax.set_yscale("log")
