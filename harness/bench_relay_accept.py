@@ -8,7 +8,7 @@ run folder (results/runs/bench-relay-accept-<time>/, so all on one file system):
   ringmta-none    ringmta-relay --durability none   (no sync: the cost of durability)
   postfix         a private Postfix instance (harness/postfix_peer.py) holding every message
                   in its hold queue: accepted and stored, nothing delivered
-The relay does not deliver yet, so this is an accept-only comparison: the same
+This is an accept-only comparison (the relay gets no route, so it keeps what it accepts): the same
 ringmta-loadgen closed loop (default 50 reused connections, 1 KiB, one recipient) against
 each. For every run: accepted msg/s and the end-of-data -> 250 latency (p50, p99) from the
 loadgen, the server's CPU time per stored message (ringmta: /proc/PID/stat of the relay;
