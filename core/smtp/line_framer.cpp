@@ -1,6 +1,8 @@
 // Resumable CRLF line framing; see line_framer.hpp.
 #include "core/smtp/line_framer.hpp"
 
+#include <openssl/crypto.h>
+
 #include <cstring>
 
 namespace ringmta::smtp {
@@ -27,6 +29,11 @@ FramedLine LineFramer::finish(std::string_view whole, std::size_t total_len) {
   }
   line.text = text;
   return line;
+}
+
+void LineFramer::wipe() {
+  // OPENSSL_cleanse: a memset the compiler may not remove as a dead store.
+  OPENSSL_cleanse(buf_.get(), max_line_);
 }
 
 FrameStep LineFramer::next(std::string_view in) {

@@ -42,6 +42,8 @@ class LineFramer {
     partial_ = 0;
     partial_total_ = 0;
   }
+  // Overwrites the framer's buffer (a line gathered there may have held an AUTH secret).
+  void wipe();
   bool has_partial() const { return partial_total_ != 0; }
   std::size_t max_line() const { return max_line_; }
 

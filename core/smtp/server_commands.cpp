@@ -1,8 +1,13 @@
 // The server's command table: one row per verb with the check that decides whether the
 // verb is allowed now (no side effects) and the step that carries it out. Replies are in
 // server_replies.hpp. See server_session.hpp.
-#include <array>
+#include <openssl/crypto.h>
 
+#include <array>
+#include <cstring>
+
+#include "core/smtp/ascii.hpp"
+#include "core/smtp/base64.hpp"
 #include "core/smtp/server_replies.hpp"
 #include "core/smtp/server_session.hpp"
 
@@ -83,6 +88,16 @@ struct ServerCommandTable {
     if (s.state_ == SessionState::greeted) return &replies::kNeedHelo;
     return nullptr;
   }
+  static const Reply* auth_check(const ServerSession& s) {
+    if (!s.config_.auth) return &replies::kAuthNotEnabled;
+    if (s.state_ == SessionState::greeted) return &replies::kNeedHelo;
+    if (!s.esmtp_) return &replies::kNotOffered;  // an extension: EHLO only
+    // RFC 4954 4: after a successful AUTH, further AUTH commands get 503.
+    if (s.authenticated_) return &replies::kAlreadyAuthenticated;
+    if (s.state_ != SessionState::ready) return &replies::kAuthInTransaction;
+    if (s.config_.auth_requires_tls && !s.tls_active_) return &replies::kAuthNeedTls;
+    return nullptr;
+  }
 
   // Indexed by Verb. BDAT checks its sequence itself: its chunk must be read either way.
   static constexpr std::array<Row, kVerbCount> kRows = {{
@@ -99,7 +114,7 @@ struct ServerCommandTable {
       {Verb::vrfy, any_time, &ServerSession::do_vrfy},
       {Verb::help, any_time, &ServerSession::do_help},
       {Verb::starttls, starttls_check, &ServerSession::do_starttls},
-      {Verb::auth, after_helo, &ServerSession::do_auth},
+      {Verb::auth, auth_check, &ServerSession::do_auth},
   }};
 };
 
@@ -109,8 +124,11 @@ void ServerSession::dispatch(const Command& cmd, std::size_t line_size) {
     reply(replies::kUnknownCommand);
     return;
   }
-  const std::size_t limit =
-      cmd.verb == Verb::mail || cmd.verb == Verb::rcpt ? kMaxParamCommandLine : kMaxCommandLine;
+  // AUTH with an initial response gets the MAIL/RCPT allowance when AUTH is on: PLAIN with
+  // 255-octet names and passwords (RFC 4616 2) is 684 octets of base64.
+  const bool long_ok = cmd.verb == Verb::mail || cmd.verb == Verb::rcpt ||
+                       (cmd.verb == Verb::auth && config_.auth);
+  const std::size_t limit = long_ok ? kMaxParamCommandLine : kMaxCommandLine;
   if (line_size > limit) {
     count(cmd.verb, false);
     reply(replies::kLineTooLong);
@@ -161,6 +179,7 @@ void ServerSession::reply_ehlo() {
   if (config_.dsn) caps[n++] = "DSN";
   // RFC 3207 4.2: STARTTLS is not offered again once TLS is up.
   if (config_.starttls && !tls_active_) caps[n++] = "STARTTLS";
+  if (auth_offered()) caps[n++] = "AUTH PLAIN LOGIN";
   const std::string_view host = std::string_view(config_.hostname).substr(0, 200);
   if (n == 0) {
     write_reply(out_, Reply{250, {}, host}, false);
@@ -186,7 +205,9 @@ const Reply* ServerSession::check_mail_params(const Command& cmd) const {
   if ((m.ret != DsnRet::unspecified || !m.envid.empty()) && !config_.dsn) {
     return &replies::kUnknownParameter;
   }
-  if (!m.auth.empty()) return &replies::kUnknownParameter;  // AUTH is not offered (yet)
+  // RFC 4954 5: AUTH= is accepted where AUTH is offered, and ignored: ringmta trusts no
+  // identity a client asserts for a message (as if AUTH=<> were given).
+  if (!m.auth.empty() && !auth_offered()) return &replies::kUnknownParameter;
   // RFC 6531 3.7.4: a UTF-8 address needs SMTPUTF8 on this MAIL.
   if (cmd.path.non_ascii && !m.smtputf8) return &replies::kNeedSmtputf8;
   // RFC 1870 6.2: a declared size over the limit is refused at MAIL.
@@ -335,9 +356,164 @@ void ServerSession::do_starttls(const Command& cmd) {
   enter_state(SessionState::tls_pending);
 }
 
-void ServerSession::do_auth(const Command&) {
-  count(Verb::auth, false);
-  reply(replies::kAuthNotEnabled);
+std::string_view mechanism_name(AuthMechanism m) {
+  return m == AuthMechanism::plain ? "PLAIN" : "LOGIN";
+}
+
+bool ServerSession::auth_offered() const {
+  return config_.auth && (tls_active_ || !config_.auth_requires_tls);
+}
+
+// RFC 4954 4: AUTH mechanism [initial-response]; the exchange goes on in state auth with one
+// 334 challenge per step (auth_response) and ends in auth_end().
+void ServerSession::do_auth(const Command& cmd) {
+  const bool plain = iequals(cmd.argument, "PLAIN");
+  const bool login = iequals(cmd.argument, "LOGIN");
+  if (!cmd.ok()) {
+    // A known mechanism with an initial response that is not base64 (or "=").
+    const bool bad_base64 = (plain || login) && !cmd.auth_initial.empty();
+    count(Verb::auth, false);
+    reply(bad_base64 ? replies::kAuthBadBase64 : replies::kSyntax);
+    wipe_auth_buffers();
+    return;
+  }
+  if (!plain && !login) {
+    count(Verb::auth, false);
+    reply(replies::kAuthUnknownMechanism);
+    return;
+  }
+  enter_state(SessionState::auth);
+  if (cmd.auth_initial.empty()) {
+    auth_step_ = plain ? AuthStep::plain : AuthStep::login_user;
+    write_reply(out_, plain ? replies::kAuthChallengeEmpty : replies::kAuthChallengeUser, false);
+    return;
+  }
+  // RFC 4954 4: "=" is an empty initial response.
+  const std::string_view initial = cmd.auth_initial == "=" ? std::string_view{} : cmd.auth_initial;
+  auth_step_ = plain ? AuthStep::plain : AuthStep::login_user;
+  auth_decoded(initial);
+}
+
+void ServerSession::auth_response(const FramedLine& line) {
+  switch (line.flaw) {
+    case LineFlaw::none:
+      break;
+    case LineFlaw::too_long:
+      auth_end(replies::kAuthLineTooLong, false);
+      return;
+    case LineFlaw::bare_lf:
+    case LineFlaw::bare_cr:
+      auth_end(replies::kBareNewline, false);
+      return;
+  }
+  // RFC 4954 4: "*" cancels the exchange.
+  if (line.text == "*") {
+    auth_end(replies::kAuthCancelled, false);
+    return;
+  }
+  auth_decoded(line.text);
+}
+
+void ServerSession::auth_decoded(std::string_view base64) {
+  // The framer's line buffer size bounds the input: decoded_ always has room.
+  const long n = base64.size() / 4 * 3 <= decoded_.size() ? base64_decode(base64, decoded_.data())
+                                                            : -1;
+  if (n < 0) {
+    auth_end(base64.size() / 4 * 3 <= decoded_.size() ? replies::kAuthBadBase64
+                                                       : replies::kAuthLineTooLong,
+             false);
+    return;
+  }
+  const std::string_view decoded(decoded_.data(), static_cast<std::size_t>(n));
+  switch (auth_step_) {
+    case AuthStep::none:
+      return;
+    case AuthStep::plain:
+      auth_plain(decoded);
+      return;
+    case AuthStep::login_user:
+      // Kept for the second step; a name too long to keep fails at the end.
+      user_len_ = decoded.size() <= user_.size() ? decoded.copy(user_.data(), user_.size())
+                                                 : user_.size() + 1;
+      OPENSSL_cleanse(decoded_.data(), decoded_.size());
+      framer_.wipe();
+      auth_step_ = AuthStep::login_password;
+      write_reply(out_, replies::kAuthChallengePassword, false);
+      return;
+    case AuthStep::login_password: {
+      const std::string_view user =
+          user_len_ <= user_.size() ? std::string_view(user_.data(), user_len_) : std::string_view{};
+      auth_check(AuthMechanism::login, user, decoded);
+      return;
+    }
+  }
+}
+
+void ServerSession::auth_plain(std::string_view message) {
+  // RFC 4616 2: [authzid] NUL authcid NUL passwd.
+  const std::size_t nul1 = message.find('\0');
+  const std::size_t nul2 = nul1 == std::string_view::npos ? nul1 : message.find('\0', nul1 + 1);
+  if (nul2 == std::string_view::npos) {
+    auth_check(AuthMechanism::plain, {}, {});
+    return;
+  }
+  const std::string_view authzid = message.substr(0, nul1);
+  const std::string_view user = message.substr(nul1 + 1, nul2 - nul1 - 1);
+  const std::string_view password = message.substr(nul2 + 1);
+  // No proxy authorisation: an authzid, when given, must name the user itself.
+  if (!authzid.empty() && authzid != user) {
+    auth_check(AuthMechanism::plain, {}, {});
+    return;
+  }
+  auth_check(AuthMechanism::plain, user, password);
+}
+
+void ServerSession::auth_check(AuthMechanism m, std::string_view user, std::string_view password) {
+  // RFC 4616 2: 1-255 octets each, no NUL (PLAIN cannot carry one; LOGIN could).
+  const auto valid = [](std::string_view f) {
+    return !f.empty() && f.size() <= kMaxAuthField && f.find('\0') == std::string_view::npos;
+  };
+  AuthVerdict verdict = AuthVerdict::reject;
+  if (valid(user) && valid(password)) verdict = handler_.on_auth({m, user, password});
+  switch (verdict) {
+    case AuthVerdict::accept:
+      // user is a view of decoded_ (PLAIN) or of user_ (LOGIN): copied before the wipe.
+      std::memmove(user_.data(), user.data(), user.size());
+      user_len_ = user.size();
+      authenticated_ = true;
+      auth_end(replies::kAuthOk, true);
+      return;
+    case AuthVerdict::reject:
+      ++auth_failures_;
+      auth_end(config_.max_auth_failures != 0 && auth_failures_ >= config_.max_auth_failures
+                   ? replies::kAuthTooMany
+                   : replies::kAuthFailed,
+               false);
+      return;
+    case AuthVerdict::temporary_failure:
+      auth_end(replies::kAuthTempFail, false);
+      return;
+    case AuthVerdict::too_many_failures:
+      auth_end(replies::kAuthTooMany, false);
+      return;
+  }
+}
+
+void ServerSession::auth_end(const Reply& r, bool ok) {
+  auth_step_ = AuthStep::none;
+  wipe_auth_buffers();
+  count(Verb::auth, ok);
+  if (state_ == SessionState::auth) enter_state(SessionState::ready);
+  reply(r);  // a 421 closes
+}
+
+void ServerSession::wipe_auth_buffers() {
+  OPENSSL_cleanse(decoded_.data(), decoded_.size());
+  framer_.wipe();
+  if (!authenticated_ && auth_step_ == AuthStep::none) {
+    OPENSSL_cleanse(user_.data(), user_.size());
+    user_len_ = 0;
+  }
 }
 
 }  // namespace ringmta::smtp

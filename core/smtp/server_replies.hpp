@@ -36,6 +36,26 @@ inline constexpr Reply kDataAfterBdat{503, {5, 5, 1}, "Error: DATA after BDAT in
 inline constexpr Reply kTlsActive{503, {5, 5, 1}, "Error: TLS already active"};
 inline constexpr Reply kNeedTls{530, {5, 7, 0}, "Must issue a STARTTLS command first"};
 inline constexpr Reply kAuthNotEnabled{503, {5, 5, 1}, "Error: authentication not enabled"};
+
+// AUTH (RFC 4954 4 and 6). The 334 challenges carry no enhanced code; LOGIN's are the
+// base64 of "Username:" and "Password:", as every LOGIN client expects.
+inline constexpr Reply kAuthChallengeEmpty{334, {}, ""};
+inline constexpr Reply kAuthChallengeUser{334, {}, "VXNlcm5hbWU6"};
+inline constexpr Reply kAuthChallengePassword{334, {}, "UGFzc3dvcmQ6"};
+inline constexpr Reply kAuthOk{235, {2, 7, 0}, "Authentication successful"};
+inline constexpr Reply kAuthFailed{535, {5, 7, 8}, "Authentication credentials invalid"};
+inline constexpr Reply kAuthTempFail{454, {4, 7, 0}, "Temporary authentication failure"};
+inline constexpr Reply kAuthTooMany{421, {4, 7, 0},
+                                    "Too many failed authentication attempts; closing"};
+inline constexpr Reply kAuthCancelled{501, {5, 0, 0}, "Authentication cancelled"};
+inline constexpr Reply kAuthBadBase64{501, {5, 5, 2}, "Error: invalid base64 in AUTH exchange"};
+inline constexpr Reply kAuthLineTooLong{500, {5, 5, 6}, "Authentication exchange line is too long"};
+inline constexpr Reply kAuthUnknownMechanism{504, {5, 5, 4}, "Unrecognized authentication type"};
+inline constexpr Reply kAuthNeedTls{538, {5, 7, 11},
+                                    "Encryption required for requested authentication mechanism"};
+inline constexpr Reply kAlreadyAuthenticated{503, {5, 5, 1}, "Error: already authenticated"};
+inline constexpr Reply kAuthInTransaction{503, {5, 5, 1},
+                                          "Error: AUTH not allowed during a mail transaction"};
 inline constexpr Reply kNotOffered{502, {5, 5, 1}, "Error: command not implemented"};
 inline constexpr Reply kNoValidRecipients{554, {5, 5, 1}, "Error: no valid recipients"};
 

@@ -24,6 +24,7 @@ std::string_view state_name(SessionState s) {
     case SessionState::data: return "data";
     case SessionState::bdat: return "bdat";
     case SessionState::tls_pending: return "tls_pending";
+    case SessionState::auth: return "auth";
     case SessionState::closed: return "closed";
   }
   return "?";
@@ -109,21 +110,31 @@ std::size_t ServerSession::feed(std::string_view in) {
 }
 
 void ServerSession::handle_line(const FramedLine& line) {
+  if (state_ == SessionState::auth) {
+    auth_response(line);  // a SASL response, not a command
+    return;
+  }
+  const Verb verb = handle_command_line(line);
+  // An AUTH line's initial response may hold a password; the framer may have copied it.
+  if (verb == Verb::auth) framer_.wipe();
+}
+
+Verb ServerSession::handle_command_line(const FramedLine& line) {
   switch (line.flaw) {
     case LineFlaw::none:
       break;
     case LineFlaw::too_long:
-      count(peek_verb(line.text), false);
-      reply(replies::kLineTooLong);
-      return;
     case LineFlaw::bare_lf:
-    case LineFlaw::bare_cr:
-      count(peek_verb(line.text), false);
-      reply(replies::kBareNewline);
-      return;
+    case LineFlaw::bare_cr: {
+      const Verb verb = peek_verb(line.text);
+      count(verb, false);
+      reply(line.flaw == LineFlaw::too_long ? replies::kLineTooLong : replies::kBareNewline);
+      return verb;
+    }
   }
   const Command cmd = parse_command(line.text);
   dispatch(cmd, line.text.size() + 2);
+  return cmd.verb;
 }
 
 void ServerSession::apply(Pending what, const Decision& d) {
@@ -340,6 +351,8 @@ void ServerSession::tls_started() {
   if (state_ != SessionState::tls_pending) return;
   tls_active_ = true;
   esmtp_ = false;
+  authenticated_ = false;  // RFC 3207 4.2: forget what the client said before TLS
+  wipe_auth_buffers();
   reset_transaction();
   framer_.reset();
   enter_state(SessionState::greeted);
@@ -347,6 +360,11 @@ void ServerSession::tls_started() {
 
 void ServerSession::shutdown(const Reply& r) {
   if (state_ == SessionState::closed) return;
+  if (auth_step_ != AuthStep::none) {
+    auth_step_ = AuthStep::none;  // an exchange cut short fails
+    count(Verb::auth, false);
+    wipe_auth_buffers();
+  }
   reply(r);
   abort_transaction();
   enter_state(SessionState::closed);

@@ -33,6 +33,14 @@ struct ServerConfig {
   bool starttls = false;              // RFC 3207: offered only when the caller can do TLS
   // RFC 3207 4: no mail before STARTTLS (MAIL answered 530 5.7.0); needs starttls.
   bool require_tls = false;
+  // RFC 4954: AUTH PLAIN and LOGIN offered in EHLO; the handler's on_auth() checks the
+  // credentials. Off: AUTH is answered 503 5.5.1 and MAIL's AUTH= parameter 555.
+  bool auth = false;
+  // AUTH only over TLS (offered after STARTTLS; before it, 538 5.7.11): PLAIN and LOGIN
+  // send the password in the clear (RFC 4954 4, RFC 4616 6). Off for tests and trusted nets.
+  bool auth_requires_tls = true;
+  // Failed AUTH exchanges per session; the last one is answered 421 4.7.0 and closes.
+  std::uint32_t max_auth_failures = 3;
   // RFC 5321 4.5.3.2.7: the server waits at least 5 minutes for the next command.
   std::uint32_t command_timeout_ms = 300'000;
   std::uint32_t data_timeout_ms = 300'000;
@@ -67,6 +75,26 @@ struct MessageInfo {
   std::uint32_t recipients = 0;      // accepted recipients
 };
 
+enum class AuthMechanism : std::uint8_t { plain, login };
+std::string_view mechanism_name(AuthMechanism m);
+
+// What the session hands the handler to check. The views are valid only during the call:
+// the session wipes its copies of the password right after it (the caller's receive
+// buffers, which it does not own, are the caller's to wipe).
+struct AuthCredentials {
+  AuthMechanism mechanism = AuthMechanism::plain;
+  std::string_view user{};      // RFC 4616 authcid, or the LOGIN user name; 1-255 octets
+  std::string_view password{};  // 1-255 octets
+};
+
+// The handler's verdict on credentials (RFC 4954 6).
+enum class AuthVerdict : std::uint8_t {
+  accept,             // 235 2.7.0
+  reject,             // 535 5.7.8; counts towards max_auth_failures
+  temporary_failure,  // 454 4.7.0 (the user database is unavailable); not counted
+  too_many_failures,  // 421 4.7.0 and close (e.g. the client's address is over its limit)
+};
+
 enum class SessionState : std::uint8_t {
   rejected,     // banner was 554: only QUIT is served (RFC 5321 3.1)
   greeted,      // banner sent, waiting for HELO/EHLO
@@ -76,6 +104,7 @@ enum class SessionState : std::uint8_t {
   data,         // reading a DATA body
   bdat,         // reading a BDAT chunk
   tls_pending,  // 220 sent to STARTTLS, waiting for the caller's handshake
+  auth,         // 334 sent to AUTH, waiting for the client's response line
   closed,       // after QUIT or 421: the caller closes once output is sent
 };
 std::string_view state_name(SessionState s);
@@ -97,6 +126,9 @@ class ServerHandler {
   // The transaction ended without a message (RSET, EHLO, a refused body, STARTTLS, QUIT).
   virtual void on_transaction_abort() {}
   virtual void on_state_change(SessionState /*from*/, SessionState /*to*/) {}
+  // Credentials from AUTH (only when ServerConfig::auth). Synchronous: the answer is the
+  // return value. The default refuses everyone.
+  virtual AuthVerdict on_auth(const AuthCredentials&) { return AuthVerdict::reject; }
 };
 
 class ServerSession {
@@ -135,6 +167,13 @@ class ServerSession {
   bool wants_tls() const { return state_ == SessionState::tls_pending; }
   bool closed() const { return state_ == SessionState::closed; }
   bool tls_active() const { return tls_active_; }
+  // AUTH succeeded in this session (forgotten by STARTTLS, RFC 3207 4.2).
+  bool authenticated() const { return authenticated_; }
+  // The authenticated user ("" before); valid as long as the session and authenticated().
+  std::string_view auth_user() const {
+    return authenticated_ ? std::string_view(user_.data(), user_len_) : std::string_view{};
+  }
+  std::uint32_t auth_failures() const { return auth_failures_; }
   // What the caller's timer should be for the current wait.
   std::uint32_t timeout_ms() const;
 
@@ -154,6 +193,7 @@ class ServerSession {
   void reply(const Reply& r);
   void reply_ehlo();
   void handle_line(const FramedLine& line);
+  Verb handle_command_line(const FramedLine& line);
   void dispatch(const Command& cmd, std::size_t line_size);
   void apply(Pending what, const Decision& d);
   void finish_pending(Pending what, const Reply& r);
@@ -181,6 +221,13 @@ class ServerSession {
   void do_help(const Command& cmd);
   void do_starttls(const Command& cmd);
   void do_auth(const Command& cmd);
+  bool auth_offered() const;
+  void auth_response(const FramedLine& line);
+  void auth_decoded(std::string_view base64);
+  void auth_plain(std::string_view decoded);
+  void auth_check(AuthMechanism m, std::string_view user, std::string_view password);
+  void auth_end(const Reply& r, bool ok);
+  void wipe_auth_buffers();
   const Reply* check_mail_params(const Command& cmd) const;
 
   const ServerConfig& config_;
@@ -209,6 +256,17 @@ class ServerSession {
   std::uint64_t bdat_chunk_size_ = 0;
   std::uint32_t recipients_ = 0;
   std::array<Counter, kVerbCount> counters_{};
+  // AUTH (RFC 4954): the exchange in progress and the result.
+  enum class AuthStep : std::uint8_t { none, plain, login_user, login_password };
+  AuthStep auth_step_ = AuthStep::none;
+  bool authenticated_ = false;
+  std::uint32_t auth_failures_ = 0;
+  // RFC 4616 2: authcid and passwd up to 255 octets each.
+  static constexpr std::size_t kMaxAuthField = 255;
+  std::array<char, kMaxAuthField> user_{};  // LOGIN's user between its two steps; then the
+  std::size_t user_len_ = 0;                // authenticated user
+  // A decoded response: at most a response line's base64 (kMaxParamCommandLine) decoded.
+  std::array<char, kMaxParamCommandLine / 4 * 3> decoded_{};
 };
 
 }  // namespace ringmta::smtp

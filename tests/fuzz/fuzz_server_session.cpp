@@ -31,6 +31,9 @@ struct Script {
   std::vector<std::size_t> pieces;      // split run: feed sizes, cyclic; empty: 1 byte
   bool lazy_drain = false;              // split run: send output only when the session stops
   std::uint8_t banner = 0;
+  bool auth = false;                    // ServerConfig::auth
+  bool auth_without_tls = false;        // auth_requires_tls off
+  std::uint32_t max_auth_failures = 3;
 };
 
 const std::string& long_text() {
@@ -184,6 +187,33 @@ class FuzzHandler : public ServerHandler {
   }
 
   // The reply for the next resume(), from the same decision bytes.
+  // AUTH: the credentials are well formed and come only where AUTH is allowed; the verdict
+  // comes from the decision bytes.
+  AuthVerdict on_auth(const AuthCredentials& c) override {
+    event("auth " + std::string(mechanism_name(c.mechanism)) + " user=" + escape(c.user, 300) +
+          " password=" + escape(c.password, 300));
+    FUZZ_CHECK(script_.auth);
+    FUZZ_CHECK(state() == SessionState::auth);
+    FUZZ_CHECK(!session_->authenticated());
+    FUZZ_CHECK(session_->tls_active() || script_.auth_without_tls);
+    for (std::string_view f : {c.user, c.password}) {
+      FUZZ_CHECK(!f.empty() && f.size() <= 255);  // RFC 4616 2
+      FUZZ_CHECK(f.find('\0') == std::string_view::npos);
+    }
+    password_at_ = c.password.data();
+    password_len_ = c.password.size();
+    const std::uint8_t d = next_byte();
+    const AuthVerdict v = static_cast<AuthVerdict>(d & 3);
+    log_ += "  -> verdict " + std::to_string(d & 3) + "\n";
+    if (v == AuthVerdict::accept) accepted_user_ = std::string(c.user);
+    return v;
+  }
+  // The session wiped the password it showed the last on_auth (its memory is still alive).
+  void check_password_wiped() const {
+    for (std::size_t i = 0; i < password_len_; ++i) FUZZ_CHECK(password_at_[i] == '\0');
+  }
+  const std::string& accepted_user() const { return accepted_user_; }
+
   Reply resume_reply() {
     const Reply r = handler_reply(next_byte() >> 2);
     event("resume " + std::to_string(r.code));
@@ -235,6 +265,9 @@ class FuzzHandler : public ServerHandler {
   bool data_ok_ = false;       // on_data_start was accepted in the open transaction
   bool data_pending_ = false;  // on_data_start was deferred, resume() decides
   bool closed_ = false;
+  const char* password_at_ = nullptr;
+  std::size_t password_len_ = 0;
+  std::string accepted_user_;
 };
 
 struct Transcript {
@@ -243,6 +276,8 @@ struct Transcript {
   std::string summary;
   SessionState state = SessionState::greeted;
   bool tls = false;
+  bool authenticated = false;
+  std::string auth_user;
 };
 
 void check_output_now(const ServerSession& s) {
@@ -275,6 +310,9 @@ Transcript run(const Script& script, std::string_view input, bool split) {
   config.max_message_size = kMaxMessage;
   config.max_recipients = kMaxRecipients;
   config.starttls = true;
+  config.auth = script.auth;
+  config.auth_requires_tls = !script.auth_without_tls;
+  config.max_auth_failures = script.max_auth_failures;
   FuzzHandler h(script, t.events);
   ServerSession s(config, h);
   h.attach(&s);
@@ -312,6 +350,7 @@ Transcript run(const Script& script, std::string_view input, bool split) {
       const std::size_t n = s.feed(in);
       FUZZ_CHECK(n <= in.size());
       check_output_now(s);
+      h.check_password_wiped();
       if (n == 0) {
         FUZZ_CHECK(s.waiting() || s.closed() || s.wants_tls() ||
                    out_before > kOutCapacity - kReplyReserve);
@@ -324,6 +363,7 @@ Transcript run(const Script& script, std::string_view input, bool split) {
         FUZZ_CHECK(resumes < 8);  // each resume ends one decision; few can chain
         s.resume(h.resume_reply());
         check_output_now(s);
+        h.check_password_wiped();
       }
       if (s.wants_tls()) {
         // The rest of this read is plaintext sent before the handshake (CVE-2011-0411): the
@@ -346,6 +386,15 @@ Transcript run(const Script& script, std::string_view input, bool split) {
   t.summary = s.summary();
   t.state = s.state();
   t.tls = s.tls_active();
+  t.authenticated = s.authenticated();
+  t.auth_user = std::string(s.auth_user());
+  // Authenticated exactly as the last accepted user, unless STARTTLS came after it.
+  if (t.authenticated) FUZZ_CHECK(t.auth_user == h.accepted_user());
+  else FUZZ_CHECK(t.auth_user.empty());
+  FUZZ_CHECK(!t.authenticated || script.auth);
+  if (script.max_auth_failures != 0) {
+    FUZZ_CHECK(s.auth_failures() <= script.max_auth_failures);
+  }
   return t;
 }
 
@@ -378,7 +427,12 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   const std::uint8_t flags = in.byte();
   Script script;
   script.lazy_drain = (flags & 1) != 0;
-  script.banner = static_cast<std::uint8_t>(flags >> 1);
+  script.banner = static_cast<std::uint8_t>((flags >> 1) & 3);
+  script.auth = (flags & 8) != 0;
+  script.auth_without_tls = (flags & 16) != 0;
+  // 0: the default (3); 1, 2; 3: no limit.
+  static constexpr std::uint32_t kMaxFailures[] = {3, 1, 2, 0};
+  script.max_auth_failures = kMaxFailures[(flags >> 5) & 3];
   for (int i = 0, n = counts & 7; i < n; ++i)
     script.decisions.push_back(in.byte());
   for (int i = 0, n = (counts >> 3) & 3; i < n; ++i)
@@ -397,6 +451,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   FUZZ_CHECK_EQ_STR(whole.output, split.output);
   FUZZ_CHECK_EQ_STR(whole.summary, split.summary);
   FUZZ_CHECK(whole.state == split.state && whole.tls == split.tls);
+  FUZZ_CHECK(whole.authenticated == split.authenticated && whole.auth_user == split.auth_user);
   check_reply_lines(whole.output);
   return 0;
 }

@@ -2,6 +2,7 @@
 # Writes the hand-made seed inputs (seed-*) into tests/fuzz/corpus/<target>/: realistic SMTP
 # exchanges with the control bytes each target reads first. Inputs merged in by libFuzzer sit
 # beside them under hash names. Re-running it rewrites the seeds and leaves the rest alone.
+import base64
 import pathlib
 import struct
 
@@ -125,14 +126,18 @@ for name, data in BODIES.items():
 
 # --- fuzz_server_session ------------------------------------------------------------------
 # counts byte: decisions (3 bits), packets (2 bits), pieces (3 bits); flags byte: lazy drain,
-# banner (2 bits); then decisions, packet sizes - 1 (u16), piece sizes - 1, client bytes.
+# banner (2 bits), AUTH on, AUTH without TLS, failure limit (2 bits: 3, 1, 2, none); then
+# decisions (handler decisions and AUTH verdicts: 0 accept, 1 reject, 2 temporary failure,
+# 3 too many failures), packet sizes - 1 (u16), piece sizes - 1, client bytes.
 def decision(kind, reply=0):
     return {"accept": 0, "reply": 1, "defer": 2}[kind] | (reply << 2)
 
 
-def server_seed(data, decisions=(), packets=(), pieces=(), lazy=False, banner=0):
+def server_seed(data, decisions=(), packets=(), pieces=(), lazy=False, banner=0, auth=False,
+                auth_without_tls=False, auth_limit=0):
     head = bytes([len(decisions) | (len(packets) << 3) | (len(pieces) << 5),
-                  (1 if lazy else 0) | (banner << 1)])
+                  (1 if lazy else 0) | (banner << 1) | (8 if auth else 0) |
+                  (16 if auth_without_tls else 0) | (auth_limit << 5)])
     head += bytes(decisions)
     head += b"".join(struct.pack(">H", p - 1) for p in packets)
     head += bytes(p - 1 for p in pieces)
@@ -186,6 +191,51 @@ SERVER = {
                         "RCPT TO:<b@παράδειγμα.δοκιμή>\r\nDATA\r\ncafé\r\n.\r\nQUIT\r\n".encode()),
     "shutdown-mid-data": server_seed(EHLO + ENV + b"DATA\r\npartial body\r\n.", pieces=(10,)),
 }
+
+
+def b64(s):
+    return base64.b64encode(s)
+
+
+def plain(user, password, authzid=b""):
+    return b64(authzid + b"\0" + user + b"\0" + password)
+
+
+AUTH_OK = b"AUTH PLAIN " + plain(b"alice", b"s3cret") + b"\r\n"
+TLS2 = EHLO + AUTH_OK + b"STARTTLS\r\n"
+SERVER.update({
+    # before TLS: 538; after: LOGIN refused, PLAIN challenge cancelled, PLAIN accepted
+    "auth-after-starttls": server_seed(
+        TLS2 + EHLO + b"AUTH LOGIN\r\n" + b64(b"alice") + b"\r\n" + b64(b"wrong") +
+        b"\r\nAUTH PLAIN\r\n*\r\n" + AUTH_OK + b"AUTH LOGIN\r\n" + ENV + b"DATA\r\nx\r\n.\r\n"
+        b"QUIT\r\n", decisions=(0, 0, 1, 0), packets=(len(TLS2),), pieces=(5,),
+        auth=True),
+    "auth-plain-pipelined": server_seed(
+        EHLO + AUTH_OK + b"MAIL FROM:<a@client.example> AUTH=<>\r\nRCPT TO:<b@example.test>\r\n"
+        b"DATA\r\nhi\r\n.\r\nAUTH PLAIN\r\nQUIT\r\n", auth=True, auth_without_tls=True,
+        pieces=(9,)),
+    "auth-failures": server_seed(
+        EHLO + b"AUTH CRAM-MD5\r\nAUTH PLAIN abc\r\nAUTH PLAIN\r\nnot base64!\r\n"
+        b"AUTH PLAIN " + plain(b"alice", b"s3cret", b"bob") + b"\r\nAUTH PLAIN QR==\r\n"
+        b"AUTH LOGIN " + b64(b"bob") + b"\r\n" + b64(b"x\0y") + b"\r\nAUTH PLAIN =\r\n" +
+        AUTH_OK + b"QUIT\r\n", decisions=(1, 2, 1), auth=True, auth_without_tls=True,
+        pieces=(3,)),
+    "auth-limit-one": server_seed(
+        EHLO + AUTH_OK + AUTH_OK + b"QUIT\r\n", decisions=(1,), auth=True,
+        auth_without_tls=True, auth_limit=1),
+    "auth-lockout-verdict": server_seed(
+        EHLO + b"AUTH LOGIN " + b64(b"alice") + b"\r\n" + b64(b"s3cret") + b"\r\nNOOP\r\n",
+        decisions=(3,), auth=True, auth_without_tls=True, pieces=(2,)),
+    "auth-long-lines": server_seed(
+        EHLO + b"AUTH PLAIN\r\n" + b"A" * 1100 + b"\r\nAUTH PLAIN " +
+        plain(b"u" * 255, b"p" * 255) + b"\r\nAUTH LOGIN\r\n" + b"QUFB" * 100 + b"\r\n" +
+        b"QUFB\r\nAUTH PLAIN\r\nAB\nCD\r\nQUIT\r\n", decisions=(2, 0),
+        auth=True, auth_without_tls=True, auth_limit=3, pieces=(100,)),
+    "auth-shutdown-mid-exchange": server_seed(
+        EHLO + b"AUTH LOGIN\r\n" + b64(b"alice") + b"\r\n", auth=True, auth_without_tls=True),
+    "auth-not-enabled": server_seed(
+        EHLO + AUTH_OK + b"MAIL FROM:<a@client.example> AUTH=<>\r\nQUIT\r\n"),
+})
 for name, data in SERVER.items():
     write("server_session", name, data)
 

@@ -50,12 +50,17 @@ void apply_config(ServerConfig& c, const std::string& key, const std::string& v)
   else if (key == "dsn") c.dsn = parse_bool(v);
   else if (key == "starttls") c.starttls = parse_bool(v);
   else if (key == "require_tls") c.require_tls = parse_bool(v);
+  else if (key == "auth") c.auth = parse_bool(v);
+  else if (key == "auth_requires_tls") c.auth_requires_tls = parse_bool(v);
+  else if (key == "max_auth_failures") c.max_auth_failures = static_cast<std::uint32_t>(std::stoul(v));
   else throw std::runtime_error("unknown config key: " + key);
 }
 
 // The golden handler: recipients whose local part starts with "reject" get 550, "defer"
 // 450; a sender "reject@..." gets 550; a message is always deferred (as the relay defers
 // until its spool sync) and resumed by the driver with "250 2.0.0 Ok: queued as N".
+// AUTH: alice/s3cret is accepted, a user "tempfail" gets a temporary failure, "locked" is
+// over the (relay's) per-client limit, everything else is refused.
 class RecordingHandler : public ServerHandler {
  public:
   explicit RecordingHandler(std::string& log) : log_(log) {}
@@ -96,6 +101,14 @@ class RecordingHandler : public ServerHandler {
       << " rcpts=" << m.recipients << " body=\"" << escape(body_) << "\"";
     event(o.str());
     return Decision::defer();
+  }
+  AuthVerdict on_auth(const AuthCredentials& c) override {
+    event("auth " + std::string(mechanism_name(c.mechanism)) + " user=\"" + escape(c.user) +
+          "\" password-octets=" + std::to_string(c.password.size()));
+    if (c.user == "tempfail") return AuthVerdict::temporary_failure;
+    if (c.user == "locked") return AuthVerdict::too_many_failures;
+    return c.user == "alice" && c.password == "s3cret" ? AuthVerdict::accept
+                                                       : AuthVerdict::reject;
   }
   void on_transaction_abort() override {
     event("abort");
