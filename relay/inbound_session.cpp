@@ -289,7 +289,8 @@ smtp::Decision InboundSession::on_rcpt(const smtp::Command& cmd) {
   using O = M::recipients_total_outcome;
   // Bare <Postmaster> (RFC 5321 4.1.1.3) is always accepted; anything else needs a trusted
   // client network or an accepted domain: no open relay.
-  if (!cmd.path.postmaster && !client_trusted_ && !relay_allowed(cmd.path.domain)) {
+  if (!cmd.path.postmaster && !client_trusted_ && !session_.authenticated() &&
+      !relay_allowed(cmd.path.domain)) {
     thread_.metrics().inc(M::recipients_total[O::relay_denied]);
     return smtp::Decision::respond(kRelayDenied);
   }
@@ -331,6 +332,8 @@ bool InboundSession::add_recipient(std::string_view address, std::uint8_t notify
 smtp::Decision InboundSession::on_data_start(smtp::BodyFormat format) {
   format_ = format;
   rec_->clear();
+  // Over TLS the body is the stream's plaintext, reused as it is read: keep a copy.
+  if (tls_) rec_->spilled = true;
   dot_line_ = false;
   line_start_ = true;
   in_headers_ = true;
@@ -608,24 +611,93 @@ void InboundSession::on_transaction_abort() {
 }
 
 void InboundSession::on_recv(io::Connection&, io::Slice data) {
+  if (tls_) {
+    tls_->feed(data.view());  // ciphertext: copied into the stream, the buffer goes back
+    check_tls();
+    pump();
+    return;
+  }
   held_bytes_ += data.size();
   held_.push_back(std::move(data));
   pump();
 }
 
-void InboundSession::pump() {
-  while (!held_.empty() && !session_.waiting() && !session_.closed()) {
-    io::Slice& s = held_.front();
-    const std::size_t used = session_.feed(s.view());
-    held_bytes_ -= used;
-    s.remove_prefix(used);
-    if (!s.empty()) break;  // the session paused: deferred, output full, closed
-    held_.erase(held_.begin());
+void InboundSession::start_tls() {
+  // CVE-2011-0411: whatever followed STARTTLS is plaintext the session already dropped;
+  // the stream starts empty and sees only bytes received from here on.
+  held_.clear();
+  held_bytes_ = 0;
+  tls_ = std::make_unique<io::TlsStream>(*thread_.shared().tls);
+}
+
+void InboundSession::check_tls() {
+  using O = M::tls_handshakes_total_outcome;
+  if (!tls_up_ && tls_->established()) {
+    tls_up_ = true;
+    thread_.metrics().inc(M::tls_handshakes_total[tls_->info().resumed ? O::resumed : O::full]);
+    session_.tls_started();  // the state after the banner: EHLO again
+    return;
   }
-  if (session_.closed()) {
-    held_.clear();
+  if (tls_->status() == io::TlsStatus::failed || tls_->status() == io::TlsStatus::closed) {
+    if (!tls_up_ && tls_->status() == io::TlsStatus::failed) {
+      thread_.metrics().inc(M::tls_handshakes_total[O::failed]);
+    }
+    // Send what the stream holds (an alert), nothing more from the session, then close.
+    tls_->discard_input();
+    close_after_output_ = true;
+    tls_failed_ = true;
+  }
+}
+
+smtp::AuthVerdict InboundSession::on_auth(const smtp::AuthCredentials& c) {
+  using O = M::auth_total_outcome;
+  const RelayShared& sh = thread_.shared();
+  RelayShared& shared = thread_.shared();
+  const std::uint64_t now = thread_.reactor().now_ms();
+  if (shared.auth_limiter != nullptr) {
+    const std::lock_guard lock(shared.auth_mutex);
+    if (shared.auth_limiter->blocked(client_ip_, now)) {
+      thread_.metrics().inc(M::auth_total[O::blocked]);
+      return smtp::AuthVerdict::too_many_failures;
+    }
+  }
+  if (sh.users != nullptr && sh.users->verify(c.user, c.password)) {
+    thread_.metrics().inc(M::auth_total[O::accepted]);
+    return smtp::AuthVerdict::accept;
+  }
+  if (shared.auth_limiter != nullptr) {
+    const std::lock_guard lock(shared.auth_mutex);
+    shared.auth_limiter->record_failure(client_ip_, now);
+  }
+  thread_.metrics().inc(M::auth_total[O::rejected]);
+  return smtp::AuthVerdict::reject;
+}
+
+void InboundSession::pump() {
+  if (tls_) {
+    while (tls_->established() && !session_.waiting() && !session_.closed()) {
+      const std::string_view p = tls_->plaintext();
+      if (p.empty()) break;
+      const std::size_t used = session_.feed(p);
+      tls_->consume_plaintext(used);
+      if (used < p.size()) break;  // the session paused: deferred, output full, closed
+    }
+    if (session_.closed()) tls_->discard_input();
+  } else {
+    while (!held_.empty() && !session_.waiting() && !session_.closed()) {
+      io::Slice& s = held_.front();
+      const std::size_t used = session_.feed(s.view());
+      held_bytes_ -= used;
+      s.remove_prefix(used);
+      if (!s.empty()) break;  // the session paused: deferred, output full, closed
+      held_.erase(held_.begin());
+    }
+  }
+  if (session_.closed() || session_.wants_tls()) {
+    held_.clear();  // nothing more is read as commands (after QUIT/421, or STARTTLS)
     held_bytes_ = 0;
   }
+  if (session_.wants_tls() && !tls_ && thread_.shared().tls) start_tls();
   if (stopping_ && !session_.waiting() && !session_.closed() &&
       (session_.state() == smtp::SessionState::greeted ||
        session_.state() == smtp::SessionState::ready)) {
@@ -633,13 +705,36 @@ void InboundSession::pump() {
   }
   flush_output();
   if (conn_.closing()) return;
-  if (held_bytes_ > kPauseAbove) conn_.pause_recv();
-  else if (held_bytes_ < kResumeBelow && conn_.recv_paused()) conn_.resume_recv();
+  const std::size_t held = tls_ ? tls_->plaintext().size() : held_bytes_;
+  if (held > kPauseAbove) conn_.pause_recv();
+  else if (held < kResumeBelow && conn_.recv_paused()) conn_.resume_recv();
   conn_.set_deadline(session_.timeout_ms());
 }
 
 void InboundSession::flush_output() {
   if (conn_.closing() || conn_.sending()) return;
+  if (tls_) {
+    if (tls_->established() && !session_.wants_tls() && !tls_failed_) {
+      // Over TLS the replies become records now (the session's buffer is free again); the
+      // ciphertext goes out from the stream's own buffer.
+      const std::string_view out = session_.output();
+      if (!out.empty()) {
+        tls_->write(out);
+        session_.consume_output(out.size());
+      }
+    }
+    const std::string_view ct = tls_->next_send();
+    if (!ct.empty()) {
+      tls_sending_ = true;
+      conn_.send(ct);
+      return;
+    }
+    if (tls_->established() || tls_failed_) {
+      if (session_.closed() || close_after_output_) conn_.close();
+      return;
+    }
+    // Not established yet: the plaintext 220 to STARTTLS (below) still goes as it is.
+  }
   const std::string_view out = session_.output();
   if (!out.empty()) {
     conn_.send(out);
@@ -649,11 +744,23 @@ void InboundSession::flush_output() {
 }
 
 void InboundSession::on_sent(io::Connection&, std::size_t bytes) {
+  if (tls_sending_) {
+    tls_sending_ = false;
+    tls_->sent(bytes);
+    pump();
+    return;
+  }
   session_.consume_output(bytes);
   pump();
 }
 
 void InboundSession::on_timeout(io::Connection&) {
+  if (tls_ && !tls_up_) {
+    // The handshake did not finish in time: no reply can be sent in either form.
+    thread_.metrics().inc(M::tls_handshakes_total[M::tls_handshakes_total_outcome::failed]);
+    conn_.close();
+    return;
+  }
   if (session_.waiting()) {
     conn_.set_deadline(session_.timeout_ms());  // the spool is working on our message
     return;

@@ -7,10 +7,14 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
+#include "core/auth/failure_limiter.hpp"
+#include "core/auth/users_file.hpp"
 #include "core/io/reactor.hpp"
+#include "core/io/tls.hpp"
 #include "core/metrics/metrics_registry.hpp"
 #include "core/smtp/server_session.hpp"
 #include "relay/relay_config.hpp"
@@ -49,6 +53,12 @@ struct RelayShared {
   RouteTable routes;
   AliasTable aliases;
   std::shared_ptr<DestinationMetrics> destination_metrics;  // per destination, for /metrics
+  std::unique_ptr<io::TlsContext> tls;    // with --starttls on|required
+  std::unique_ptr<auth::UserTable> users;  // with --auth-users
+  // Failed AUTH attempts per client address, over all threads (a client's connections land
+  // on any thread). Locked, which is fine off the hot path: only AUTH takes it.
+  std::mutex auth_mutex;
+  std::unique_ptr<auth::AuthFailureLimiter> auth_limiter;
   // Found at start, per thread (a directory t<N> goes to thread N mod threads): the live
   // messages and the segments that hold them (each thread takes its share when it starts).
   std::vector<std::vector<spool::LiveMessage>> recovered;
@@ -111,6 +121,7 @@ class InboundSession final : public io::ConnectionHandler, public smtp::ServerHa
   void on_body(std::string_view bytes) override;
   smtp::Decision on_message(const smtp::MessageInfo& info) override;
   void on_transaction_abort() override;
+  smtp::AuthVerdict on_auth(const smtp::AuthCredentials& c) override;
 
  private:
   struct Recipient {
@@ -169,6 +180,14 @@ class InboundSession final : public io::ConnectionHandler, public smtp::ServerHa
   std::uint64_t arrival_unix_ms_ = 0;
   std::uint8_t flags_ = 0;
   std::uint64_t eod_ns_ = 0;
+  // STARTTLS: the stream once the client asked for it (the receive slices then carry
+  // ciphertext; the session reads the stream's plaintext, and bodies are copied).
+  std::unique_ptr<io::TlsStream> tls_;
+  bool tls_up_ = false;
+  bool tls_sending_ = false;
+  bool tls_failed_ = false;
+  void start_tls();
+  void check_tls();
   // --test-accept-delay: the 250 waits on this timer.
   io::Timer accept_delay_;
   char ok_text_[64] = {};

@@ -181,6 +181,20 @@ int run(int argc, char** argv) {
   }
   live.clear();
   try {
+    if (config.server.starttls) {
+      io::TlsServerOptions tls;
+      tls.cert_file = config.tls_cert;
+      tls.key_file = config.tls_key;
+      shared.tls = io::TlsContext::server(tls);
+    }
+    if (!config.auth_users.empty()) {
+      shared.users = std::make_unique<auth::UserTable>(auth::UserTable::load(config.auth_users));
+      if (config.auth_client_failures != 0) {
+        auth::FailureLimiterOptions limits;
+        limits.max_failures = config.auth_client_failures;
+        shared.auth_limiter = std::make_unique<auth::AuthFailureLimiter>(limits);
+      }
+    }
     shared.routes = relay::RouteTable(config);
     shared.aliases = relay::AliasTable(config);
     shared.destination_metrics =

@@ -257,6 +257,31 @@ bool apply_key(std::string_view key, const Value& v, RelayConfig& c, Sources& sr
     c.metrics = v.address();
   } else if (key == "verbose") {
     c.verbose = v.boolean();
+  } else if (key == "starttls") {
+    const std::string t = v.text("off, on or required");
+    if (t == "off") {
+      s.starttls = s.require_tls = false;
+    } else if (t == "on") {
+      s.starttls = true;
+      s.require_tls = false;
+    } else if (t == "required") {
+      s.starttls = s.require_tls = true;
+    } else {
+      v.fail("must be off, on or required, got " + v.shown());
+    }
+  } else if (key == "tls-cert" || key == "tls-key" || key == "auth-users") {
+    const std::string f = v.text("a file name");
+    if (f.empty()) v.fail("must be a file name, not empty");
+    (key == "tls-cert" ? c.tls_cert : key == "tls-key" ? c.tls_key : c.auth_users) = f;
+    if (key == "auth-users") s.auth = true;
+  } else if (key == "auth-without-tls") {
+    s.auth_requires_tls = !v.boolean();
+  } else if (key == "max-auth-failures") {
+    s.max_auth_failures =
+        static_cast<std::uint32_t>(v.integer(0, 1000, "a count from 0 (no limit) to 1000"));
+  } else if (key == "auth-client-failures") {
+    c.auth_client_failures =
+        static_cast<std::uint32_t>(v.integer(0, 1'000'000, "a count from 0 (no limit) up"));
   } else if (key == "test-drop-after-ack") {
     c.test_drop_after_ack =
         static_cast<std::uint32_t>(v.integer(0, 1'000'000'000, "a count from 0 (off) up"));
@@ -806,6 +831,14 @@ void check(const RelayConfig& c, const Sources& src) {
                 config::format_size(c.segment_bytes) + "), got " +
                 config::format_size(c.quota_bytes));
   }
+  if (c.server.starttls && (c.tls_cert.empty() || c.tls_key.empty())) {
+    fail_at(src.at("starttls"), "needs tls-cert and tls-key (--tls-cert FILE --tls-key FILE)");
+  }
+  if (c.server.auth && c.server.auth_requires_tls && !c.server.starttls) {
+    fail_at(src.at("auth-users"),
+            "AUTH is offered only after STARTTLS: set starttls on or required, or "
+            "auth-without-tls");
+  }
   const RetryPolicy& r = c.delivery.retry;
   if (r.max_delay_ms < r.first_delay_ms) {
     const std::string first = config::format_duration_ns(r.first_delay_ms * kNsPerMs);
@@ -1127,10 +1160,14 @@ bool operator==(const RelayConfig& a, const RelayConfig& b) {
       x.pipelining == y.pipelining && x.size == y.size && x.eight_bit_mime == y.eight_bit_mime &&
       x.smtputf8 == y.smtputf8 && x.enhanced_status_codes == y.enhanced_status_codes &&
       x.chunking == y.chunking && x.dsn == y.dsn && x.starttls == y.starttls &&
+      x.require_tls == y.require_tls && x.auth == y.auth &&
+      x.auth_requires_tls == y.auth_requires_tls && x.max_auth_failures == y.max_auth_failures &&
       x.command_timeout_ms == y.command_timeout_ms && x.data_timeout_ms == y.data_timeout_ms &&
       x.output_buffer_bytes == y.output_buffer_bytes;
   return texts(a.listen) == texts(b.listen) && a.threads == b.threads && metrics_equal &&
          a.verbose == b.verbose && a.test_drop_after_ack == b.test_drop_after_ack &&
+         a.tls_cert == b.tls_cert && a.tls_key == b.tls_key && a.auth_users == b.auth_users &&
+         a.auth_client_failures == b.auth_client_failures &&
          a.test_accept_delay_ms == b.test_accept_delay_ms && a.recv_buffers == b.recv_buffers &&
          a.recv_buffer_size == b.recv_buffer_size && a.spool == b.spool &&
          a.durability == b.durability && a.batch_max_messages == b.batch_max_messages &&
@@ -1320,6 +1357,26 @@ int load_relay_config(int argc, char** argv, RelayConfig& out, std::ostream& out
         "smtpd_client_connection_count_limit)",
         g_limits);
 
+  const std::string g_tls = "TLS and AUTH (docs/tls.md, docs/auth.md)";
+  value("starttls", "MODE",
+        "off (default), on (offer STARTTLS, RFC 3207) or required (530 5.7.0 to MAIL before "
+        "TLS)",
+        g_tls);
+  value("tls-cert", "FILE", "STARTTLS: PEM certificate chain, leaf first", g_tls);
+  value("tls-key", "FILE", "STARTTLS: PEM private key", g_tls);
+  value("auth-users", "FILE",
+        "Offer AUTH PLAIN and LOGIN (RFC 4954) against this users file (scripts/ringmta-passwd); "
+        "authenticated clients may relay to any domain",
+        g_tls);
+  on_switch("auth-without-tls", "Offer AUTH before STARTTLS too (default: only over TLS)",
+            g_tls);
+  value("max-auth-failures", "N",
+        "Failed AUTH attempts per session, then 421 and close (default 3; 0 = no limit)", g_tls);
+  value("auth-client-failures", "N",
+        "Failed AUTH attempts per client address within 15 minutes, then 421 to AUTH (default "
+        "10; 0 = no limit)",
+        g_tls);
+
   const std::string g_test = "Testing the testbed (never in production: they lose or slow mail)";
   value("test-drop-after-ack", "N",
         "Drop 1 message in N after its 250: logged as delivered, never delivered (default 0 = "
@@ -1479,6 +1536,14 @@ std::string format_relay_config(const RelayConfig& c) {
   for (const Extension& e : kExtensions) {
     o << e.key << " = " << yes(s.*(e.field)) << "\n";
   }
+  o << "starttls = " << toml_string(!s.starttls ? "off" : s.require_tls ? "required" : "on")
+    << "\n";
+  if (!c.tls_cert.empty()) o << "tls-cert = " << toml_string(c.tls_cert) << "\n";
+  if (!c.tls_key.empty()) o << "tls-key = " << toml_string(c.tls_key) << "\n";
+  if (!c.auth_users.empty()) o << "auth-users = " << toml_string(c.auth_users) << "\n";
+  o << "auth-without-tls = " << yes(!s.auth_requires_tls) << "\n";
+  o << "max-auth-failures = " << s.max_auth_failures << "  # per session; 0 = no limit\n";
+  o << "auth-client-failures = " << c.auth_client_failures << "  # per client, 15 min\n";
   o << "max-connections = " << c.max_connections << "  # 0 = no limit\n";
   o << "max-connections-per-client = " << c.max_connections_per_client << "  # 0 = no limit\n";
 

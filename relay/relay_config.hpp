@@ -191,6 +191,16 @@ struct RelayConfig {
   // --test-drop-after-ack N: 1 message in N is acked (250, durable) and then dropped, its
   // recipients logged as delivered without delivery; --test-accept-delay DURATION: the 250
   // to the end of data waits this long more. 0: off (the default).
+  // ---- TLS and AUTH (docs/tls.md, docs/auth.md)
+  // --starttls off|on|required (server.starttls / server.require_tls), --tls-cert FILE,
+  // --tls-key FILE (PEM; needed unless off). --auth-users FILE: AUTH PLAIN/LOGIN against
+  // that users file (server.auth), after TLS unless --auth-without-tls; authenticated
+  // clients may relay to any domain. --max-auth-failures N per session (server), and
+  // auth_client_failures per client address within 15 minutes, then 421 to AUTH.
+  std::string tls_cert;
+  std::string tls_key;
+  std::string auth_users;
+  std::uint32_t auth_client_failures = 10;
   std::uint32_t test_drop_after_ack = 0;
   std::uint32_t test_accept_delay_ms = 0;
   unsigned recv_buffers = 1024;       // --recv-buffers: per thread, a power of two

@@ -1,0 +1,183 @@
+"""ringmta-relay inbound STARTTLS and AUTH with real clients (Python smtplib, swaks, a raw
+socket for the injection case, ringmta-loadgen --starttls) and real processes: the relay
+delivers what it accepted over TLS to a ringmta-sink, unchanged. The client's address is
+taken out of the relay networks (--relay-network 10.0.0.0/8), so only AUTH lets it relay to a
+domain that is not accepted. Users come from scripts/ringmta-passwd, certificates from
+scripts/make-test-ca."""
+
+from __future__ import annotations
+
+import smtplib
+import ssl
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from loadgenlib import read_ledger  # noqa: F401  (ledger lines through lg.ledger)
+from relaylib import run_relay
+from sinklib import SmtpClient, make_message, metric, read_digest, scrape
+from test_tls import client_context, starttls_then_wrap, test_ca, tls_reply  # noqa: F401
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def users(tmp_path) -> Path:
+    f = tmp_path / "users"
+    for name, password in (("alice", "correct horse"), ("bob", "hunter2")):
+        subprocess.run(["/usr/bin/python3", str(ROOT / "scripts" / "ringmta-passwd"), "--iterations", "1000",
+                        str(f), name], input=password.encode(), check=True, timeout=30,
+                       stdout=subprocess.DEVNULL)
+    return f
+
+
+def start(relay, sink, tmp_path, test_ca, users, *extra, starttls="on"):
+    s = sink("--mode", "digest", "--digest-log", str(tmp_path / "digest.log"))
+    r = relay("--metrics", "127.0.0.1:0", "--relay-network", "10.0.0.0/8",
+              "--accept-domain", "local.test", "--route", f"*=127.0.0.1:{s.port}",
+              "--starttls", starttls, "--tls-cert", test_ca / "server.pem",
+              "--tls-key", test_ca / "server.key", "--auth-users", users, *extra)
+    return r, s
+
+
+def auth_plain(c: smtplib.SMTP, user: str, password: str):
+    """One AUTH PLAIN attempt (smtplib's login() tries every mechanism in turn)."""
+    c.user, c.password = user, password
+    return c.auth("PLAIN", c.auth_plain, initial_response_ok=True)
+
+
+def wait_delivered(path: Path, n: int, timeout: float = 15.0) -> list:
+    deadline = time.monotonic() + timeout
+    while True:
+        lines = read_digest(path)
+        if len(lines) >= n or time.monotonic() > deadline:
+            time.sleep(0.3)
+            return read_digest(path)
+        time.sleep(0.05)
+
+
+def test_smtplib_starttls_login_relays_and_delivers(relay, sink, tmp_path, test_ca, users):
+    r, s = start(relay, sink, tmp_path, test_ca, users)
+    body = b"over tls\r\n.a dot line\r\n" + (b"x" * 998 + b"\r\n") * 300
+    msg = make_message("tls-auth-1", body)
+    with smtplib.SMTP("127.0.0.1", r.port, timeout=10) as c:
+        c.ehlo("client.example")
+        assert "auth" not in c.esmtp_features, "AUTH offered before TLS"
+        c.starttls(context=client_context(test_ca))
+        c.ehlo("client.example")
+        assert "PLAIN" in c.esmtp_features["auth"] and "LOGIN" in c.esmtp_features["auth"]
+        # Not authenticated: relaying to a domain that is not accepted is refused.
+        with pytest.raises(smtplib.SMTPRecipientsRefused) as e:
+            c.sendmail("a@client.example", ["x@elsewhere.test"], msg)
+        assert e.value.recipients["x@elsewhere.test"][0] == 554
+        c.login("alice", "correct horse")
+        assert c.sendmail("a@client.example", ["x@elsewhere.test"], msg) == {}
+    lines = wait_delivered(tmp_path / "digest.log", 1)
+    assert [(l.id, l.rcpts) for l in lines] == [("tls-auth-1", ("x@elsewhere.test",))]
+    sm = scrape(r.metrics_addr)
+    assert metric(sm, "ringmta_relay_tls_handshakes_total", outcome="full") == 1
+    assert metric(sm, "ringmta_relay_auth_total", outcome="accepted") == 1
+
+
+def test_swaks_tls_auth_login(relay, sink, tmp_path, test_ca, users):
+    r, s = start(relay, sink, tmp_path, test_ca, users)
+    p = subprocess.run(["swaks", "--server", f"127.0.0.1:{r.port}", "--tls", "--auth", "LOGIN",
+                        "--auth-user", "bob", "--auth-password", "hunter2", "--from", "b@client.example",
+                        "--to", "y@elsewhere.test", "--header", "X-Ringmta-Id: swaks-1"],
+                       capture_output=True, timeout=30)
+    out = p.stdout.decode(errors="replace")
+    assert p.returncode == 0, out[-2000:]
+    assert "235 2.7.0" in out
+    lines = wait_delivered(tmp_path / "digest.log", 1)
+    assert [l.id for l in lines] == ["swaks-1"]
+
+
+def test_bad_passwords_then_421_and_the_client_limit(relay, sink, tmp_path, test_ca, users):
+    r, s = start(relay, sink, tmp_path, test_ca, users, "--auth-client-failures", "4")
+    with smtplib.SMTP("127.0.0.1", r.port, timeout=10) as c:
+        c.starttls(context=client_context(test_ca))
+        c.ehlo("client.example")
+        for _ in range(2):
+            with pytest.raises(smtplib.SMTPAuthenticationError) as e:
+                auth_plain(c, "alice", "wrong")
+            assert e.value.smtp_code == 535
+        # The third failure in a session: 421 and the session closes.
+        with pytest.raises(smtplib.SMTPAuthenticationError) as e:
+            auth_plain(c, "alice", "wrong again")
+        assert e.value.smtp_code == 421
+    # This client address has 3 failures; one more reaches its limit of 4: then 421 at once,
+    # even with the right password.
+    with smtplib.SMTP("127.0.0.1", r.port, timeout=10) as c:
+        c.starttls(context=client_context(test_ca))
+        c.ehlo("client.example")
+        with pytest.raises(smtplib.SMTPAuthenticationError) as e:
+            auth_plain(c, "bob", "nope")
+        assert e.value.smtp_code == 535
+        with pytest.raises(smtplib.SMTPAuthenticationError) as e:
+            auth_plain(c, "alice", "correct horse")
+        assert e.value.smtp_code == 421
+    sm = scrape(r.metrics_addr)
+    assert metric(sm, "ringmta_relay_auth_total", outcome="rejected") == 4
+    assert metric(sm, "ringmta_relay_auth_total", outcome="blocked") == 1
+    assert metric(sm, "ringmta_relay_auth_total", outcome="accepted") == 0
+
+
+def test_tls_required_refuses_mail_before_starttls(relay, sink, tmp_path, test_ca, users):
+    r, s = start(relay, sink, tmp_path, test_ca, users, starttls="required")
+    with SmtpClient(r.port) as c:
+        c.banner()
+        c.ehlo()
+        reply = c.cmd("MAIL FROM:<a@client.example>")
+        assert reply.code == 530 and reply.enhanced == "5.7.0", reply
+
+
+def test_injection_behind_starttls_is_dropped(relay, sink, tmp_path, test_ca, users):
+    r, s = start(relay, sink, tmp_path, test_ca, users)
+    with SmtpClient(r.port) as c:
+        c.banner()
+        c.ehlo()
+        tls = starttls_then_wrap(c, b"STARTTLS\r\nRSET\r\nMAIL FROM:<evil@attacker.example>\r\n"
+                                    b"RCPT TO:<victim@local.test>\r\nDATA\r\n", test_ca)
+        tls.sendall(b"NOOP\r\n")
+        assert tls_reply(tls) == "250 2.0.0 Ok\r\n"
+        tls.sendall(b"MAIL FROM:<a@client.example>\r\n")
+        assert tls_reply(tls).startswith("503 5.5.1")
+        tls.close()
+    assert read_digest(tmp_path / "digest.log") == []
+
+
+def test_loadgen_over_starttls_every_message_delivered_unchanged(relay, sink, loadgen, tmp_path, test_ca, users):
+    r, s = start(relay, sink, tmp_path, test_ca, users)
+    lg = loadgen("--target", f"127.0.0.1:{r.port}", "--starttls", "--messages", 400, "--connections", 8,
+                 "--to-domain", "local.test", "--size", "uniform:500-200000", "--run-id", "tlsload",
+                 timeout=60)
+    ok = {l.id: l for l in lg.ledger if l.code == 250}
+    assert len(ok) == 400
+    lines = wait_delivered(tmp_path / "digest.log", 400, 30)
+    got = {l.id: l for l in lines}
+    assert set(got) == set(ok)
+    assert all(got[i].sha256 == ok[i].sha256 for i in ok)
+    assert lg.json["counts"].get("tls_handshakes", 8) >= 1
+
+
+def test_bad_tls_and_auth_configuration_exits_2(tmp_path, test_ca, users):
+    cases = [
+        (["--starttls", "on"], "needs tls-cert and tls-key"),
+        (["--auth-users", str(users)], "AUTH is offered only after STARTTLS"),
+        (["--starttls", "maybe", "--tls-cert", "x", "--tls-key", "y"], "must be off, on or required"),
+    ]
+    for args, want in cases:
+        rc, out, err = run_relay("--spool", tmp_path / "sp", *args)
+        assert rc == 2 and want in err, (args, rc, err)
+    bad = tmp_path / "bad-users"
+    bad.write_text("alice:plain:secret\n")
+    rc, out, err = run_relay("--spool", tmp_path / "sp", "--listen", "127.0.0.1:0", "--starttls", "on",
+                             "--tls-cert", test_ca / "server.pem", "--tls-key", test_ca / "server.key",
+                             "--auth-users", bad, timeout=30)
+    assert rc == 2 and f"{bad}:1" in err, err
+    rc, out, err = run_relay("--spool", tmp_path / "sp", "--listen", "127.0.0.1:0", "--starttls", "on",
+                             "--tls-cert", tmp_path / "missing.pem", "--tls-key", test_ca / "server.key",
+                             timeout=30)
+    assert rc == 2 and "missing.pem" in err, err
