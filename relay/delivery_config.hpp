@@ -23,6 +23,9 @@ struct DeliveryPolicy {
   double rate = 0;
   // Use BDAT (RFC 3030) when the next hop offers CHUNKING.
   bool bdat = true;
+  // STARTTLS to the next hop: 0 none, 1 opportunistic (when offered; certificates not
+  // checked, as Postfix's "may"), 2 required (no mail without TLS). smtp::TlsPolicy values.
+  std::uint8_t tls = 1;
   friend bool operator==(const DeliveryPolicy&, const DeliveryPolicy&) = default;
 };
 
@@ -53,6 +56,10 @@ struct DeliveryConfig {
   // A message with more Received: headers than this is a mail loop: 554 5.4.6 at the end of
   // data (Postfix hopcount_limit = 50; RFC 5321 6.3).
   std::uint32_t max_received = 50;
+  // --outbound-tls-verify / --outbound-tls-ca FILE: check the next hop's certificate chain
+  // (against FILE, or the system's trust anchors) where TLS is used.
+  bool tls_verify = false;
+  std::string tls_ca;
   friend bool operator==(const DeliveryConfig&, const DeliveryConfig&) = default;
 };
 

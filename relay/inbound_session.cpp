@@ -142,6 +142,7 @@ RelayThread::RelayThread(io::Reactor& reactor, RelayShared& shared)
                   : 0),
       queue_(reactor, writer_, shared.totals, *shared.config, shared.routes, metrics_,
              shared.destination_metrics.get()) {
+  queue_.set_tls(shared.tls_client.get());
   // This thread's share of what recovery found (moved out: each thread takes its own).
   if (reactor.index() < shared.recovered.size()) {
     for (const spool::SegmentKey& k : shared.recovered_segments[reactor.index()]) {

@@ -54,6 +54,7 @@ struct RelayShared {
   AliasTable aliases;
   std::shared_ptr<DestinationMetrics> destination_metrics;  // per destination, for /metrics
   std::unique_ptr<io::TlsContext> tls;    // with --starttls on|required
+  std::unique_ptr<io::TlsContext> tls_client;  // when a route's outbound TLS is not none
   std::unique_ptr<auth::UserTable> users;  // with --auth-users
   // Failed AUTH attempts per client address, over all threads (a client's connections land
   // on any thread). Locked, which is fine off the hot path: only AUTH takes it.

@@ -199,6 +199,16 @@ int run(int argc, char** argv) {
     shared.aliases = relay::AliasTable(config);
     shared.destination_metrics =
         std::make_shared<relay::DestinationMetrics>(shared.routes, nthreads);
+    bool outbound_tls = false;
+    for (const relay::Destination& d : shared.routes.destinations()) {
+      outbound_tls = outbound_tls || d.policy.tls != 0;
+    }
+    if (outbound_tls) {
+      io::TlsClientOptions o;
+      o.verify = config.delivery.tls_verify;
+      o.ca_file = config.delivery.tls_ca;
+      shared.tls_client = io::TlsContext::client(o);
+    }
   } catch (const std::exception& e) {
     std::cerr << "ringmta-relay: " << e.what() << "\n";
     return 2;

@@ -241,6 +241,17 @@ std::uint32_t read_messages_per_connection(const Value& v) {
   return static_cast<std::uint32_t>(
       v.integer(0, 10'000'000, "a message count from 0 (no limit) to 10000000"));
 }
+std::uint8_t read_tls_policy(const Value& v) {
+  const std::string t = v.text("none, opportunistic or required");
+  if (t == "none") return 0;
+  if (t == "opportunistic") return 1;
+  if (t == "required") return 2;
+  v.fail("must be none, opportunistic or required, got " + v.shown());
+  return 0;
+}
+const char* tls_policy_text(std::uint8_t p) {
+  return p == 0 ? "none" : p == 1 ? "opportunistic" : "required";
+}
 double read_rate(const Value& v) {
   return v.number(0, 1e6, "messages per second from 0 (no limit) to 1000000");
 }
@@ -354,6 +365,13 @@ bool apply_key(std::string_view key, const Value& v, RelayConfig& c, Sources& sr
     d.policy.rate = read_rate(v);
   } else if (key == "bdat") {
     d.policy.bdat = v.boolean();
+  } else if (key == "outbound-tls") {
+    d.policy.tls = read_tls_policy(v);
+  } else if (key == "outbound-tls-verify") {
+    d.tls_verify = v.boolean();
+  } else if (key == "outbound-tls-ca") {
+    d.tls_ca = v.text("a file name");
+    if (d.tls_ca.empty()) v.fail("must be a file name, not empty");
   } else if (key == "connect-timeout") {
     d.connect_timeout_ms = timeout_ms(v);
   } else if (key == "delivery-timeout") {
@@ -669,10 +687,12 @@ class TomlReader {
         r.rate = read_rate(v);
       } else if (k == "bdat") {
         r.bdat = v.boolean();
+      } else if (k == "tls") {
+        r.tls = read_tls_policy(v);
       } else {
         fail_at(Origin::at(file_, key, k),
                 "unknown [[route]] key (a route has domain, hops, and the overrides concurrency, "
-                "messages-per-connection, rate and bdat)");
+                "messages-per-connection, rate, bdat and tls)");
       }
     }
     const Origin table = at(t, "[[route]]");
@@ -1114,13 +1134,14 @@ DeliveryPolicy Route::policy(const DeliveryPolicy& defaults) const {
   p.messages_per_connection = messages_per_connection.value_or(p.messages_per_connection);
   p.rate = rate.value_or(p.rate);
   p.bdat = bdat.value_or(p.bdat);
+  p.tls = tls.value_or(p.tls);
   return p;
 }
 
 bool operator==(const Route& a, const Route& b) {
   if (a.to_string() != b.to_string() || a.concurrency != b.concurrency ||
       a.messages_per_connection != b.messages_per_connection || a.rate != b.rate ||
-      a.bdat != b.bdat) {
+      a.bdat != b.bdat || a.tls != b.tls) {
     return false;
   }
   for (std::size_t i = 0; i < a.hops.size(); ++i) {
@@ -1293,6 +1314,14 @@ int load_relay_config(int argc, char** argv, RelayConfig& out, std::ostream& out
   value("destination-rate", "R",
         "Messages per second to one destination, as a token bucket holding one second's worth "
         "(default 0 = no limit)",
+        g_delivery);
+  value("outbound-tls", "MODE",
+        "STARTTLS to next hops: none, opportunistic (default: when offered, certificates not "
+        "checked) or required (no mail without TLS); [[route]] key tls",
+        g_delivery);
+  on_switch("outbound-tls-verify",
+            "Check next hops' certificates where TLS is used (default: not checked)", g_delivery);
+  value("outbound-tls-ca", "FILE", "PEM trust anchors for --outbound-tls-verify (default: the system's)",
         g_delivery);
   no_switch("bdat", "Send with DATA even where the next hop offers CHUNKING (BDAT, RFC 3030)",
             g_delivery);
@@ -1555,6 +1584,9 @@ std::string format_relay_config(const RelayConfig& c) {
   o << "destination-rate = " << toml_number(d.policy.rate)
     << "  # messages per second; 0 = no limit\n";
   o << "bdat = " << yes(d.policy.bdat) << "\n";
+  o << "outbound-tls = " << toml_string(tls_policy_text(d.policy.tls)) << "\n";
+  o << "outbound-tls-verify = " << yes(d.tls_verify) << "\n";
+  if (!d.tls_ca.empty()) o << "outbound-tls-ca = " << toml_string(d.tls_ca) << "\n";
   o << "connect-timeout = " << toml_ms(d.connect_timeout_ms) << "\n";
   o << "delivery-timeout = " << toml_ms(d.reply_timeout_ms) << "\n";
   o << "idle-timeout = " << toml_ms(d.idle_timeout_ms) << "  # 0 = close at once\n";
@@ -1596,6 +1628,7 @@ std::string format_relay_config(const RelayConfig& c) {
     }
     if (r.rate) o << "rate = " << toml_number(*r.rate) << "\n";
     if (r.bdat) o << "bdat = " << yes(*r.bdat) << "\n";
+    if (r.tls) o << "tls = " << toml_string(tls_policy_text(*r.tls)) << "\n";
   }
 
   if (c.aliases.empty()) {

@@ -150,6 +150,7 @@ struct Route {
   std::optional<std::uint32_t> messages_per_connection;
   std::optional<double> rate;
   std::optional<bool> bdat;
+  std::optional<std::uint8_t> tls;  // smtp::TlsPolicy
 
   std::uint32_t priority(std::size_t hop) const;
   // `defaults` with this route's overrides applied.

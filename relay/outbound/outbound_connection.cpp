@@ -50,6 +50,17 @@ void OutboundConnection::on_connect(io::Connection& c) {
 
 void OutboundConnection::on_recv(io::Connection&, io::Slice data) {
   if (!session_) return;
+  if (tls_) {
+    tls_->feed(data.view());  // ciphertext, copied into the stream
+    check_tls();
+    if (tls_up_ && conn_ != nullptr) {
+      const std::string_view p = tls_->plaintext();
+      session_->feed(p);
+      tls_->consume_plaintext(p.size());
+    }
+    pump();
+    return;
+  }
   if (body_sending_) {
     // The next hop may answer the end of the body before we learn that our send of it
     // completed (both completions in one batch): the session hears the reply after the
@@ -58,10 +69,100 @@ void OutboundConnection::on_recv(io::Connection&, io::Slice data) {
     return;
   }
   session_->feed(data.view());
+  if (session_->wants_tls() && !tls_) start_tls();
   pump();
 }
 
+void OutboundConnection::start_tls() {
+  // The hop answered 220 to STARTTLS; the session dropped whatever followed it in that read
+  // (CVE-2011-0411). No client context: the policy is none, so wants_tls cannot happen.
+  if (queue_.tls() == nullptr) {
+    close_reason_ = "4.7.5 STARTTLS answered but this relay has no TLS client";
+    conn_->close();
+    return;
+  }
+  tls_ = std::make_unique<io::TlsStream>(*queue_.tls(), &queue_.tls_cache(dest_));
+  tls_->start();  // the ClientHello, sent by flush()
+}
+
+void OutboundConnection::check_tls() {
+  using O = M::outbound_tls_total_outcome;
+  if (!tls_up_ && tls_->established()) {
+    tls_up_ = true;
+    queue_.metrics().inc(M::outbound_tls_total[tls_->info().resumed ? O::resumed : O::full]);
+    session_->tls_started();  // EHLO again, over TLS
+    return;
+  }
+  if (tls_->status() == io::TlsStatus::failed || tls_->status() == io::TlsStatus::closed) {
+    if (!tls_up_) {
+      queue_.metrics().inc(M::outbound_tls_total[O::failed]);
+      close_reason_ = "4.7.5 TLS handshake with " + hop_text_ + " failed: " + tls_->error();
+    }
+    tls_->discard_input();
+    if (conn_ != nullptr) conn_->close();
+  }
+}
+
+void OutboundConnection::flush_tls() {
+  if (tls_up_ && !session_->wants_tls()) {
+    // Commands and body become TLS records in order; the body goes in once it is due.
+    for (int round = 0; round < 4; ++round) {
+      const std::string_view out = session_->output();
+      if (!out.empty()) {
+        tls_->write(out);
+        session_->consume_output(out.size());
+      }
+      if (!session_->body_due() || body_from_ == BodyFrom::none || job_ == nullptr) break;
+      const QueuedMessage& m = *job_->message;
+      switch (body_from_) {
+        case BodyFrom::memory:
+          for (std::size_t i = 0; i < m.body_iov.size(); i += IOV_MAX) {
+            const std::size_t n = m.body_iov.size() - i < IOV_MAX ? m.body_iov.size() - i : IOV_MAX;
+            tls_->writev(m.body_iov.data() + i, static_cast<unsigned>(n));
+          }
+          break;
+        case BodyFrom::copy:
+          tls_->write(body_copy_);
+          break;
+        case BodyFrom::spool: {
+          // Encryption needs the bytes in memory: read them (from the page cache, usually).
+          tls_body_.resize(m.body_length);
+          const int fd = queue_.spool_fd(m);
+          const ssize_t got = fd < 0 ? -1
+                                     : ::pread(fd, tls_body_.data(), tls_body_.size(),
+                                               static_cast<off_t>(m.body_offset));
+          if (got != static_cast<ssize_t>(tls_body_.size())) {
+            close_reason_ = "4.3.0 cannot read the message from the spool";
+            conn_->close();
+            return;
+          }
+          tls_->write(tls_body_);
+          tls_body_.clear();
+          break;
+        }
+        case BodyFrom::none:
+          break;
+      }
+      body_from_ = BodyFrom::none;
+      session_->body_sent();  // DATA's final "." (or nothing, with BDAT) comes next
+    }
+  }
+  const std::string_view ct = tls_->next_send();
+  if (!ct.empty()) {
+    tls_sending_ = true;
+    conn_->send(ct);
+    return;
+  }
+  if (session_->closed()) conn_->close();
+}
+
 void OutboundConnection::on_sent(io::Connection&, std::size_t bytes) {
+  if (tls_sending_) {
+    tls_sending_ = false;
+    tls_->sent(bytes);
+    pump();
+    return;
+  }
   if (body_sending_) {
     if (body_from_ == BodyFrom::spool) {
       body_left_ = 0;  // send_file reports once, with everything (or closes the connection)
@@ -109,6 +210,12 @@ void OutboundConnection::on_sent(io::Connection&, std::size_t bytes) {
 
 void OutboundConnection::on_timeout(io::Connection& c) {
   if (!session_) {
+    c.close();
+    return;
+  }
+  if (tls_ && !tls_up_) {
+    close_reason_ = "4.7.5 TLS handshake with " + hop_text_ + " timed out";
+    queue_.metrics().inc(M::outbound_tls_total[M::outbound_tls_total_outcome::failed]);
     c.close();
     return;
   }
@@ -324,6 +431,10 @@ void OutboundConnection::prepare_stuffed_copy(const QueuedMessage& m) {
 
 void OutboundConnection::flush() {
   if (conn_ == nullptr || conn_->sending() || conn_->closing() || !session_) return;
+  if (tls_) {
+    flush_tls();
+    return;
+  }
   const std::string_view out = session_->output();
   const bool body = session_->body_due() && !body_sending_ && body_from_ != BodyFrom::none;
   if (!out.empty() && !(body && body_from_ != BodyFrom::spool)) {

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "core/io/reactor.hpp"
+#include "core/io/tls.hpp"
 #include "core/smtp/client_session.hpp"
 #include "relay/queue/queue_manager.hpp"
 
@@ -89,6 +90,15 @@ class OutboundConnection final : public io::ConnectionHandler, public smtp::Clie
   bool body_sending_ = false;
   std::vector<io::Slice> early_;  // replies that came while the body was being sent
   std::string body_copy_;  // a raw body stuffed for DATA (rare: BDAT not offered)
+  // STARTTLS (the route's policy): once the hop answered 220, everything goes through the
+  // stream; the body is encrypted from memory or read from the spool (no splice then).
+  std::unique_ptr<io::TlsStream> tls_;
+  bool tls_up_ = false;
+  bool tls_sending_ = false;
+  std::string tls_body_;  // a spool body read for encryption
+  void start_tls();
+  void check_tls();
+  void flush_tls();
 };
 
 }  // namespace ringmta::relay

@@ -54,6 +54,7 @@ struct QueueManager::Dest {
   io::Timer timer;
   std::vector<std::uint64_t> hop_down_until;
   std::size_t next_hop = 0;  // round robin among hops of equal priority
+  io::TlsSessionCache tls_cache;
 };
 
 // An outcome record on its way to the spool.
@@ -96,11 +97,12 @@ QueueManager::QueueManager(io::Reactor& reactor, spool::SpoolWriter& writer,
     smtp::ClientConfig& c = d->client;
     c.helo_name = config.server.hostname;
     c.use_bdat = route.policy.bdat;
+    c.starttls = static_cast<smtp::TlsPolicy>(route.policy.tls);
     c.max_recipients = kMaxJobRecipients;
     const std::uint32_t t = config.delivery.reply_timeout_ms;
     c.greeting_timeout_ms = c.helo_timeout_ms = c.mail_timeout_ms = c.rcpt_timeout_ms = t;
     c.data_init_timeout_ms = c.data_xfer_timeout_ms = c.data_done_timeout_ms = t;
-    c.rset_timeout_ms = c.quit_timeout_ms = t;
+    c.rset_timeout_ms = c.quit_timeout_ms = c.starttls_timeout_ms = t;
     d->timer.set_callback([](io::Timer&, void* ctx) {
       auto* dest = static_cast<Dest*>(ctx);
       dest->owner->kick(dest->index);
@@ -137,6 +139,8 @@ double QueueManager::random01() {
 const smtp::ClientConfig& QueueManager::client_config(std::uint32_t dest) const {
   return dests_[dest]->client;
 }
+
+io::TlsSessionCache& QueueManager::tls_cache(std::uint32_t dest) { return dests_[dest]->tls_cache; }
 
 // ---------------------------------------------------------------------------- pools
 

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "core/io/reactor.hpp"
+#include "core/io/tls.hpp"
 #include "core/metrics/metrics_registry.hpp"
 #include "core/smtp/client_session.hpp"
 #include "relay/queue/destination_metrics.hpp"
@@ -98,6 +99,11 @@ class QueueManager {
   // The body of m on this thread's spool (for splicing): -1 if it cannot be opened.
   int spool_fd(const QueuedMessage& m) { return segments_.read_fd(m.segment); }
   const smtp::ClientConfig& client_config(std::uint32_t dest) const;
+  // STARTTLS to next hops: the shared client context (null: never) and, per destination,
+  // this thread's last session for resumption.
+  void set_tls(const io::TlsContext* tls) { tls_ = tls; }
+  const io::TlsContext* tls() const { return tls_; }
+  io::TlsSessionCache& tls_cache(std::uint32_t dest);
   const Destination& destination(std::uint32_t dest) const { return routes_.destinations()[dest]; }
   metrics::ThreadMetrics& metrics() { return metrics_; }
   io::Reactor& reactor() { return reactor_; }
@@ -148,6 +154,7 @@ class QueueManager {
   const RouteTable& routes_;
   metrics::ThreadMetrics& metrics_;
   DestinationMetrics* dest_metrics_;
+  const io::TlsContext* tls_ = nullptr;
   SegmentRegistry segments_;
   RetryWheel wheel_;
   io::Timer retry_timer_;

@@ -181,3 +181,69 @@ def test_bad_tls_and_auth_configuration_exits_2(tmp_path, test_ca, users):
                              "--tls-cert", tmp_path / "missing.pem", "--tls-key", test_ca / "server.key",
                              timeout=30)
     assert rc == 2 and "missing.pem" in err, err
+
+
+# ---- Outbound: STARTTLS to the next hop, per route -------------------------------------------
+
+
+def tls_sink(sink, tmp_path, test_ca, name="digest.log", *extra):
+    return sink("--mode", "digest", "--digest-log", str(tmp_path / name), "--metrics", "127.0.0.1:0",
+                "--starttls", "on", "--tls-cert", test_ca / "server.pem", "--tls-key", test_ca / "server.key",
+                *extra)
+
+
+def test_outbound_opportunistic_tls_delivers_every_body_unchanged(relay, sink, loadgen, tmp_path, test_ca):
+    """Bodies from memory and, after a tempfail, from the spool, encrypted on the way out."""
+    s = tls_sink(sink, tmp_path, test_ca, "digest.log", "--tempfail-rate", "0.2", "--seed", "9")
+    r = relay("--metrics", "127.0.0.1:0", "--accept-domain", "dest.test", "--route", f"dest.test=127.0.0.1:{s.port}",
+              "--retry-first-delay", "200ms", "--retry-max-delay", "1s")
+    lg = loadgen("--target", f"127.0.0.1:{r.port}", "--messages", 300, "--connections", 8,
+                 "--to-domain", "dest.test", "--size", "uniform:500-200000", "--run-id", "outtls", timeout=60)
+    ok = {l.id: l for l in lg.ledger if l.code == 250}
+    assert len(ok) == 300
+    deadline = time.monotonic() + 60
+    while metric(scrape(r.metrics_addr), "ringmta_relay_queue_messages") != 0:
+        assert time.monotonic() < deadline, "queue not drained"
+        time.sleep(0.1)
+    lines = wait_delivered(tmp_path / "digest.log", 300, 10)
+    got = {l.id: l for l in lines}
+    assert len(lines) == 300 and set(got) == set(ok)
+    assert all(got[i].sha256 == ok[i].sha256 for i in ok)
+    rm, sm = scrape(r.metrics_addr), scrape(s.metrics_addr)
+    full = metric(rm, "ringmta_relay_outbound_tls_total", outcome="full")
+    resumed = metric(rm, "ringmta_relay_outbound_tls_total", outcome="resumed")
+    assert full >= 1 and metric(rm, "ringmta_relay_outbound_tls_total", outcome="failed") == 0
+    assert full == metric(sm, "ringmta_sink_tls_handshakes_total", outcome="full")
+    assert resumed == metric(sm, "ringmta_sink_tls_handshakes_total", outcome="resumed")
+    assert metric(rm, "ringmta_relay_deliveries_total", outcome="deferred") >= 1
+
+
+def test_outbound_tls_required_defers_when_the_hop_has_none(relay, sink, tmp_path):
+    s = sink("--mode", "digest", "--digest-log", str(tmp_path / "digest.log"))
+    r = relay("--metrics", "127.0.0.1:0", "--accept-domain", "dest.test", "--route", f"dest.test=127.0.0.1:{s.port}",
+              "--outbound-tls", "required", "--retry-first-delay", "200ms", "--retry-max-delay", "1s")
+    with SmtpClient(r.port) as c:
+        c.banner()
+        c.ehlo()
+        _, final = c.send_message("a@client.example", ["x@dest.test"], make_message("must-be-tls", b"x\r\n"))
+        assert final.code == 250
+    time.sleep(1.5)
+    rm = scrape(r.metrics_addr)
+    assert metric(rm, "ringmta_relay_deliveries_total", outcome="delivered") == 0
+    assert metric(rm, "ringmta_relay_deliveries_total", outcome="deferred") >= 1
+    assert metric(rm, "ringmta_relay_queue_messages") == 1
+    assert read_digest(tmp_path / "digest.log") == []
+
+
+def test_outbound_tls_none_sends_in_plaintext(relay, sink, tmp_path, test_ca):
+    s = tls_sink(sink, tmp_path, test_ca)
+    r = relay("--metrics", "127.0.0.1:0", "--accept-domain", "dest.test", "--route", f"dest.test=127.0.0.1:{s.port}",
+              "--outbound-tls", "none")
+    with SmtpClient(r.port) as c:
+        c.banner()
+        c.ehlo()
+        _, final = c.send_message("a@client.example", ["x@dest.test"], make_message("plain-out", b"x\r\n"))
+        assert final.code == 250
+    assert [l.id for l in wait_delivered(tmp_path / "digest.log", 1)] == ["plain-out"]
+    sm = scrape(s.metrics_addr)
+    assert metric(sm, "ringmta_sink_tls_handshakes_total", outcome="full") == 0

@@ -759,7 +759,7 @@ TEST(RelayConfigToml, ErrorsNameTheFileLineColumnAndKey) {
       {"\n[[route]]\ndomain = \"a.test\"\n", "2:1: [[route]]: needs hops = [\"HOST:PORT\", ...]"},
       {"[[route]]\ndomain = \"a.test\"\nhops = [\"127.0.0.1:1\"]\nweight = 2\n",
        "4:1: weight: unknown [[route]] key (a route has domain, hops, and the overrides "
-       "concurrency, messages-per-connection, rate and bdat)"},
+       "concurrency, messages-per-connection, rate, bdat and tls)"},
       {"[[route]]\ndomain = \"a.test\"\nhops = [\"127.0.0.1:1\"]\n"
        "[[route]]\ndomain = \"A.test\"\nhops = [\"127.0.0.1:2\"]\n",
        "5:10: domain: 'a.test' has a route already (names ignore case)"},
@@ -1459,7 +1459,7 @@ TEST(RelayAliasToml, ErrorsNameTheFileLineColumnAndKey) {
       {kR + "bdat = 1\n", "4:8: bdat: must be true or false, not an integer"},
       {kR + "destination-rate = 1\n",
        "4:1: destination-rate: unknown [[route]] key (a route has domain, hops, and the "
-       "overrides concurrency, messages-per-connection, rate and bdat)"},
+       "overrides concurrency, messages-per-connection, rate, bdat and tls)"},
       {"[[route]]\ndomain = \"a.test\"\nhops = [{ address = \"127.0.0.1:1\", priority = -1 }]\n",
        "3:47: priority: must be a priority from 0 to 65535 (lower is tried first), got -1"},
       {"[[route]]\ndomain = \"a.test\"\nhops = [{ address = \"127.0.0.1:1\", priority = 65536 }]\n",
