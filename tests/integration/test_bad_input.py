@@ -51,7 +51,11 @@ SENDER_REJECT_REPLY = "550 5.7.1 Sender rejected by test policy"
 
 
 def scripts():
-    names = sorted(p.stem for p in GOLDEN.glob("*.in"))
+    # Transcripts with AUTH need the unit harness's scripted verdicts (a user "tempfail" gets
+    # 454, ...), which no server binary has: they run in tests/unit (whole, cut at every
+    # byte); AUTH over a socket is tested against the relay in test_relay_tls.py.
+    names = sorted(p.stem for p in GOLDEN.glob("*.in")
+                   if not re.search(r"^!config .*\bauth=on\b", p.read_text(), re.M))
     assert len(names) >= 9, f"golden transcripts missing in {GOLDEN}"
     return names
 
