@@ -21,6 +21,13 @@ Rounds alternate the order; medians, spreads and the ratios:
   ringmta / postfix delivered rate (target >= 30), ringmta / direct (target >= 0.45).
 
     /usr/bin/python3 harness/bench_relay_delivery.py --rounds 3 --messages 20000
+    /usr/bin/python3 harness/bench_relay_delivery.py --tls     # STARTTLS on both hops
+
+With --tls every hop uses STARTTLS: the loadgen --starttls, the sink and ringmta-relay
+--starttls on with a certificate made once per run (scripts/make-test-ca RUN/ca), the relay's
+outbound TLS opportunistic (its default), Postfix with smtpd and smtp TLS at "may". The
+handshake counts of each hop are reported (sink, relay inbound and outbound, Postfix's
+maillog, the loadgen's JSON).
 
 Writes results/runs/bench-relay-delivery-<time>.json. Exit 0 when every run worked and
 every message was accounted for (Postfix not installed: reported as skipped), 1 when a run
@@ -160,6 +167,8 @@ def run_loadgen(args, port, run_dir, messages, run_id):
     a = argparse.Namespace(**vars(args))
     a.messages = messages
     cmd = loadgen_cmd(a, port, json_path) + ["--ledger", ledger, "--run-id", run_id]
+    if args.tls:
+        cmd.append("--starttls")
     limit = args.run_timeout
     with open(os.path.join(run_dir, "loadgen.txt"), "w") as out_f:
         child = subprocess.Popen(cmd, stdout=out_f, stderr=subprocess.STDOUT)
@@ -290,7 +299,7 @@ def run_one(system, args, run_dir, r):
     digest = os.path.join(run_dir, "digest.tsv")
     sink_cmd = [args.sink_bin, "--listen", "127.0.0.1:0", "--mode", "digest",
                 "--digest-log", digest, "--metrics", "127.0.0.1:0",
-                "--threads", str(args.sink_threads)]
+                "--threads", str(args.sink_threads)] + tls_server_args(args)
     res = {"system": system, "messages": messages, "sink_cmd": sink_cmd}
     sink, words = start_ready(sink_cmd, os.path.join(run_dir, "sink.log"), "ringmta-sink")
     relay = pf = poller = None
@@ -307,7 +316,7 @@ def run_one(system, args, run_dir, r):
             cmd = [args.relay_bin, "--listen", "127.0.0.1:0", "--spool", spool,
                    "--durability", "batch", "--threads", str(args.relay_threads),
                    "--accept-domain", DOMAIN, "--route", f"{DOMAIN}=127.0.0.1:{sink_port}",
-                   "--metrics", "127.0.0.1:0"] + args.relay_arg
+                   "--metrics", "127.0.0.1:0"] + tls_server_args(args) + args.relay_arg
             res["server_cmd"] = cmd
             relay, rwords = start_ready(cmd, os.path.join(run_dir, "relay.log"),
                                         "ringmta-relay")
@@ -324,6 +333,10 @@ def run_one(system, args, run_dir, r):
                 return last[0]
         else:
             settings = postfix_peer.relayhost_delivery_settings(sink_port, args.connections)
+            if args.tls:
+                settings.update(postfix_peer.tls_settings(
+                    args.tls_cert, args.tls_key, smtpd_level="may", smtp_level="may"))
+                settings.update(postfix_peer.relayhost_tls_delivery_settings())
             settings.update(args.postfix_setting)
             pf = postfix_peer.PostfixPeer(os.path.join(run_dir, "postfix"),
                                           relay_port=sink_port, main_cf=settings,
@@ -358,6 +371,13 @@ def run_one(system, args, run_dir, r):
             time.sleep(args.poll_interval / 2)
         cpu1 = cpu()
         sink_cpu1 = proc_cpu(sink.pid) if sink.poll() is None else None
+        if args.tls:
+            try:
+                sm = scrape(sink_metrics)
+                res["tls"] = {"sink_handshakes": tls_outcomes(
+                    sm, "ringmta_sink_tls_handshakes_total")}
+            except OSError as e:
+                problems.append(f"ringmta-sink /metrics: {e}")
         time.sleep(2 * args.poll_interval)     # one more sample: late extras show up
         poller.stop()
         samples = poller.samples
@@ -380,7 +400,12 @@ def run_one(system, args, run_dir, r):
             res["relay_metrics"] = {k: v for k, v in rm.items()
                                     if "deliveries_total" in k or "outbound_connections" in k
                                     or k.startswith("ringmta_relay_queue_")
-                                    or k.startswith("ringmta_relay_messages_total")}
+                                    or k.startswith("ringmta_relay_messages_total")
+                                    or "_tls_" in k}
+            if args.tls:
+                res.setdefault("tls", {}).update(
+                    relay_inbound_handshakes=tls_outcomes(rm, "ringmta_relay_tls_handshakes_total"),
+                    relay_outbound_tls=tls_outcomes(rm, "ringmta_relay_outbound_tls_total"))
             for q in (50, 99):
                 v = histogram_quantile(rm, "ringmta_relay_delivery_latency_seconds", q / 100)
                 res[f"delivery_p{q}_ms"] = v * 1e3 if v is not None else None
@@ -406,6 +431,16 @@ def run_one(system, args, run_dir, r):
         problems.append(f"ringmta-sink exit code {sink_rc}")
 
     res.update(figures(lg))
+    if args.tls:
+        counts = lg.get("counts", {})
+        res.setdefault("tls", {})["loadgen"] = {k: counts.get(k) for k in
+                                               ("tls_handshakes", "tls_resumed")}
+        t = res["tls"]
+        for what in ("sink_handshakes", "relay_inbound_handshakes", "relay_outbound_tls"):
+            if t.get(what, {}).get("failed"):
+                problems.append(f"TLS: {int(t[what]['failed'])} failed handshakes ({what})")
+        if not sum(t.get("sink_handshakes", {}).values()):
+            problems.append("TLS: the sink saw no TLS handshake (--tls)")
     res["loadgen_rate_msg_s"] = res.pop("rate_msg_s")     # accepted at the loadgen
     check_outcomes(res, problems)
     acc = reconcile(acked, other, digest)
@@ -467,6 +502,11 @@ def run_one(system, args, run_dir, r):
             problems.append(f"Postfix logged {dl['status']} deliveries for {n} messages "
                             f"(each should be one status=sent)")
         res["maillog_problems"] = pf.maillog_problems()
+        if args.tls:
+            conns = pf.tls_connections()
+            res.setdefault("tls", {})["postfix_maillog"] = {
+                "from": sum(1 for c in conns if c[1] == "from"),
+                "to": sum(1 for c in conns if c[1] == "to")}
         if any(" fatal:" in x or " panic:" in x for x in res["maillog_problems"]):
             problems.append("Postfix logged fatal/panic: " + res["maillog_problems"][-1])
 
@@ -513,6 +553,31 @@ def name_value(text):
     return name.strip(), value.strip()
 
 
+def tls_server_args(args):
+    """--starttls on and the run's certificate, for the sink and ringmta-relay (with --tls)."""
+    if not args.tls:
+        return []
+    return ["--starttls", "on", "--tls-cert", args.tls_cert, "--tls-key", args.tls_key]
+
+
+TLS_OUTCOMES = ("full", "resumed", "failed")
+
+
+def tls_outcomes(metrics, name):
+    """{full, resumed, failed: n} of a TLS handshake counter in a scrape()."""
+    return {o: metrics.get(f'{name}{{outcome="{o}"}}', 0.0) for o in TLS_OUTCOMES}
+
+
+def ktls_available():
+    """kTLS is there when the kernel lists the "tls" upper-layer protocol (as
+    io::ktls_available() reads it)."""
+    try:
+        with open("/proc/sys/net/ipv4/tcp_available_ulp") as f:
+            return "tls" in f.read().split()
+    except OSError:
+        return False
+
+
 def col(v, spec, width):
     """fmt() right-aligned in width (a missing figure as '-')."""
     return f"{fmt(v, spec):>{width}s}"
@@ -551,6 +616,9 @@ def main():
                    help="ringmta / direct delivered rate to report against (default 0.45)")
     p.add_argument("--fail-below-target", action="store_true",
                    help="exit 1 when a target is not met")
+    p.add_argument("--tls", action="store_true",
+                   help="STARTTLS on both hops of every path (certificates made once per run "
+                        "with scripts/make-test-ca)")
     p.add_argument("--keep", action="store_true",
                    help="keep ledgers, digest logs, spools, Postfix queues and maillogs")
     p.add_argument("--relay-bin", default=os.path.join(ROOT, "build", "bin", "ringmta-relay"))
@@ -598,10 +666,24 @@ def main():
     run_root = os.path.join(args.out_dir, f"bench-relay-delivery-{stamp}")
     os.makedirs(run_root, exist_ok=True)
     mount, fstype = fs_of(run_root)
+    args.tls_cert = args.tls_key = None
+    if args.tls:
+        # Postfix's smtpd reads the key as root at start; the folder must be reachable.
+        ca = os.path.join(run_root, "ca")
+        mk = subprocess.run([os.path.join(ROOT, "scripts", "make-test-ca"), ca],
+                            capture_output=True, text=True, timeout=60)
+        if mk.returncode != 0:
+            print(f"bench_relay_delivery: scripts/make-test-ca failed: {mk.stderr.strip()}",
+                  file=sys.stderr)
+            return 2
+        os.chmod(ca, 0o755)
+        args.tls_cert = os.path.join(ca, "server.pem")
+        args.tls_key = os.path.join(ca, "server.key")
     print(f"run folder {os.path.relpath(run_root, ROOT)} ({fstype} on {mount}); "
           f"{args.messages} messages ({args.postfix_messages} for Postfix), "
           f"{args.connections} connections, {args.size} B, 1 recipient; relay --durability "
-          f"batch --threads {args.relay_threads} {' '.join(args.relay_arg)}", flush=True)
+          f"batch --threads {args.relay_threads} {' '.join(args.relay_arg)}"
+          f"{'; STARTTLS on both hops' if args.tls else ''}", flush=True)
     runs = []
     interrupted = False
     try:
@@ -717,6 +799,41 @@ def main():
                    if tgt and tgt["met"] is not None else "")
         print(f"  {k}: {fmt(v, '.2f')}{extra}{verdict}")
 
+    tls_summary = None
+    if args.tls:
+        tls_summary = {"ktls": "available" if ktls_available() else "not available",
+                       "per_path": {}}
+        print("  TLS on both hops (STARTTLS; handshakes summed over the completed runs):")
+        for system in systems:
+            mine = [x.get("tls", {}) for x in runs if x["system"] == system]
+            tot = {}
+            for t in mine:
+                for what, d in t.items():
+                    for k, v in d.items():
+                        if v is not None:
+                            tot.setdefault(what, {}).setdefault(k, 0)
+                            tot[what][k] += v
+            tls_summary["per_path"][system] = tot
+
+            def fr(d):
+                return (f"full {int(d.get('full', 0))} resumed {int(d.get('resumed', 0))}"
+                        f" failed {int(d.get('failed', 0))}") if d else "-"
+            line = f"    {system:8s} sink: {fr(tot.get('sink_handshakes'))}"
+            if system == "ringmta":
+                line += (f"; relay inbound: {fr(tot.get('relay_inbound_handshakes'))}"
+                         f"; relay outbound: {fr(tot.get('relay_outbound_tls'))}")
+            if system == "postfix":
+                pm = tot.get("postfix_maillog", {})
+                line += (f"; Postfix maillog TLS connections from clients {pm.get('from', 0)}, "
+                         f"to the sink {pm.get('to', 0)}")
+            lgc = tot.get("loadgen", {})
+            line += (f"; loadgen handshakes {int(lgc.get('tls_handshakes', 0))} "
+                     f"(resumed {int(lgc.get('tls_resumed', 0))})")
+            print(line)
+        print(f"  kTLS: {tls_summary['ktls']}")
+        print("  handshake share of CPU: not measured (compare CPU/msg with a run without "
+              "--tls on the same machine)")
+
     problems = [f"round {x['round']} {x['system']}: {p}" for x in runs for p in x["problems"]]
     if interrupted:
         problems.append("interrupted")
@@ -727,6 +844,7 @@ def main():
                    "filesystem": {"mount": mount, "type": fstype}, "cpus": os.cpu_count(),
                    "postfix_skipped": postfix_skipped, "runs": runs, "median": med,
                    "ratios": ratios, "ratios_per_round": per_round, "targets": targets,
+                   "tls": tls_summary,
                    "problems": problems}, f, indent=1)
     print(f"  written to {os.path.relpath(out, ROOT)}")
     if problems:
