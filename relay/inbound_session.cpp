@@ -428,6 +428,11 @@ smtp::Decision InboundSession::on_message(const smtp::MessageInfo& info) {
   r.received += cfg.server.hostname;
   r.received += " (ringmta) with ";
   r.received += smtputf8_ ? "UTF8SMTP" : (esmtp_ ? "ESMTP" : "SMTP");
+  // RFC 3848 (and RFC 6531 for UTF8SMTP): S for TLS, A for an authenticated client.
+  if (esmtp_ || smtputf8_) {
+    if (tls_up_) r.received += 'S';
+    if (session_.authenticated()) r.received += 'A';
+  }
   r.received += " id ";
   r.received += idhex;
   if (rcpt_count_ == 1) {

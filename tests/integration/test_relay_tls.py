@@ -81,6 +81,29 @@ def test_smtplib_starttls_login_relays_and_delivers(relay, sink, tmp_path, test_
     assert metric(sm, "ringmta_relay_auth_total", outcome="accepted") == 1
 
 
+def test_received_header_names_tls_and_auth(relay, sink, tmp_path, test_ca, users):
+    """RFC 3848: ESMTPS over TLS, ESMTPSA over TLS with AUTH."""
+    md = tmp_path / "md"
+    s = sink("--mode", "maildir", "--maildir", str(md))
+    r = relay("--relay-network", "10.0.0.0/8", "--accept-domain", "local.test",
+              "--route", f"*=127.0.0.1:{s.port}", "--starttls", "on", "--tls-cert", test_ca / "server.pem",
+              "--tls-key", test_ca / "server.key", "--auth-users", users)
+    with smtplib.SMTP("127.0.0.1", r.port, timeout=10) as c:
+        c.starttls(context=client_context(test_ca))
+        c.ehlo("client.example")
+        c.sendmail("a@client.example", ["x@local.test"], make_message("tls-only", b"x\r\n"))
+        auth_plain(c, "alice", "correct horse")
+        c.sendmail("a@client.example", ["y@elsewhere.test"], make_message("tls-auth", b"y\r\n"))
+    deadline = time.monotonic() + 15
+    while len(list((md / "new").glob("*"))) < 2:
+        assert time.monotonic() < deadline, "not delivered"
+        time.sleep(0.05)
+    texts = {f.read_bytes().split(b"X-Ringmta-Id: ", 1)[1].split(b"\r\n", 1)[0]: f.read_bytes()
+             for f in (md / "new").iterdir()}
+    assert b" with ESMTPS id " in texts[b"tls-only"], texts[b"tls-only"][:300]
+    assert b" with ESMTPSA id " in texts[b"tls-auth"], texts[b"tls-auth"][:300]
+
+
 def test_swaks_tls_auth_login(relay, sink, tmp_path, test_ca, users):
     r, s = start(relay, sink, tmp_path, test_ca, users)
     p = subprocess.run(["swaks", "--server", f"127.0.0.1:{r.port}", "--tls", "--auth", "LOGIN",
