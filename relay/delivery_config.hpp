@@ -23,6 +23,10 @@ struct DeliveryPolicy {
   double rate = 0;
   // Use BDAT (RFC 3030) when the next hop offers CHUNKING.
   bool bdat = true;
+  // Transactions written on one connection before the replies of the earlier ones came back
+  // (with PIPELINING and BDAT offered; each further one starts with RSET): ready messages
+  // leave in one send and are answered in one write. 1 = one transaction at a time.
+  std::uint32_t transactions_in_flight = 8;
   // STARTTLS to the next hop: 0 none, 1 opportunistic (when offered; certificates not
   // checked, as Postfix's "may"), 2 required (no mail without TLS). smtp::TlsPolicy values.
   std::uint8_t tls = 1;

@@ -23,6 +23,7 @@
 #include "core/config/toml_value.hpp"
 #include "core/smtp/address.hpp"
 #include "core/smtp/ascii.hpp"
+#include "core/smtp/client_session.hpp"
 
 #ifndef RINGMTA_VERSION
 #define RINGMTA_VERSION "unknown"
@@ -241,6 +242,10 @@ std::uint32_t read_messages_per_connection(const Value& v) {
   return static_cast<std::uint32_t>(
       v.integer(0, 10'000'000, "a message count from 0 (no limit) to 10000000"));
 }
+std::uint32_t read_transactions_in_flight(const Value& v) {
+  return static_cast<std::uint32_t>(v.integer(1, smtp::kMaxTransactionsInFlight,
+                                              "a transaction count from 1 to 64"));
+}
 std::uint8_t read_tls_policy(const Value& v) {
   const std::string t = v.text("none, opportunistic or required");
   if (t == "none") return 0;
@@ -365,6 +370,8 @@ bool apply_key(std::string_view key, const Value& v, RelayConfig& c, Sources& sr
     d.policy.rate = read_rate(v);
   } else if (key == "bdat") {
     d.policy.bdat = v.boolean();
+  } else if (key == "transactions-in-flight") {
+    d.policy.transactions_in_flight = read_transactions_in_flight(v);
   } else if (key == "outbound-tls") {
     d.policy.tls = read_tls_policy(v);
   } else if (key == "outbound-tls-verify") {
@@ -687,12 +694,14 @@ class TomlReader {
         r.rate = read_rate(v);
       } else if (k == "bdat") {
         r.bdat = v.boolean();
+      } else if (k == "transactions-in-flight") {
+        r.transactions_in_flight = read_transactions_in_flight(v);
       } else if (k == "tls") {
         r.tls = read_tls_policy(v);
       } else {
         fail_at(Origin::at(file_, key, k),
                 "unknown [[route]] key (a route has domain, hops, and the overrides concurrency, "
-                "messages-per-connection, rate, bdat and tls)");
+                "messages-per-connection, rate, bdat, transactions-in-flight and tls)");
       }
     }
     const Origin table = at(t, "[[route]]");
@@ -1134,6 +1143,7 @@ DeliveryPolicy Route::policy(const DeliveryPolicy& defaults) const {
   p.messages_per_connection = messages_per_connection.value_or(p.messages_per_connection);
   p.rate = rate.value_or(p.rate);
   p.bdat = bdat.value_or(p.bdat);
+  p.transactions_in_flight = transactions_in_flight.value_or(p.transactions_in_flight);
   p.tls = tls.value_or(p.tls);
   return p;
 }
@@ -1141,7 +1151,8 @@ DeliveryPolicy Route::policy(const DeliveryPolicy& defaults) const {
 bool operator==(const Route& a, const Route& b) {
   if (a.to_string() != b.to_string() || a.concurrency != b.concurrency ||
       a.messages_per_connection != b.messages_per_connection || a.rate != b.rate ||
-      a.bdat != b.bdat || a.tls != b.tls) {
+      a.bdat != b.bdat || a.transactions_in_flight != b.transactions_in_flight ||
+      a.tls != b.tls) {
     return false;
   }
   for (std::size_t i = 0; i < a.hops.size(); ++i) {
@@ -1325,6 +1336,10 @@ int load_relay_config(int argc, char** argv, RelayConfig& out, std::ostream& out
         g_delivery);
   no_switch("bdat", "Send with DATA even where the next hop offers CHUNKING (BDAT, RFC 3030)",
             g_delivery);
+  value("transactions-in-flight", "N",
+        "With BDAT and PIPELINING offered: transactions written on one connection before the "
+        "earlier ones are answered, each after an RSET (1-64, default 8; 1 = one at a time)",
+        g_delivery);
   value("connect-timeout", "DURATION",
         "Wait this long for a connection to a hop (default 30s; Postfix smtp_connect_timeout)",
         g_delivery);
@@ -1584,6 +1599,7 @@ std::string format_relay_config(const RelayConfig& c) {
   o << "destination-rate = " << toml_number(d.policy.rate)
     << "  # messages per second; 0 = no limit\n";
   o << "bdat = " << yes(d.policy.bdat) << "\n";
+  o << "transactions-in-flight = " << d.policy.transactions_in_flight << "\n";
   o << "outbound-tls = " << toml_string(tls_policy_text(d.policy.tls)) << "\n";
   o << "outbound-tls-verify = " << yes(d.tls_verify) << "\n";
   if (!d.tls_ca.empty()) o << "outbound-tls-ca = " << toml_string(d.tls_ca) << "\n";
@@ -1628,6 +1644,9 @@ std::string format_relay_config(const RelayConfig& c) {
     }
     if (r.rate) o << "rate = " << toml_number(*r.rate) << "\n";
     if (r.bdat) o << "bdat = " << yes(*r.bdat) << "\n";
+    if (r.transactions_in_flight) {
+      o << "transactions-in-flight = " << *r.transactions_in_flight << "\n";
+    }
     if (r.tls) o << "tls = " << toml_string(tls_policy_text(*r.tls)) << "\n";
   }
 

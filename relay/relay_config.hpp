@@ -50,6 +50,8 @@
 //   messages-per-connection = 1000      # then a new connection; 0 = no limit
 //   destination-rate = 0                # messages/s, a token bucket; 0 = no limit
 //   bdat = true                         # BDAT where the next hop offers CHUNKING
+//   transactions-in-flight = 8          # with BDAT: transactions written ahead of their
+//                                       # replies on one connection, 1..64; 1: one at a time
 //   connect-timeout = "30s"             # 1ms..1h (Postfix smtp_connect_timeout)
 //   delivery-timeout = "5m"             # each reply of the next hop, 1ms..1h
 //   idle-timeout = "2s"                 # an idle connection kept for reuse, 0..1h; 0: closed
@@ -78,7 +80,8 @@
 //   concurrency = 5                     # overrides of destination-concurrency,
 //   messages-per-connection = 100       # messages-per-connection, destination-rate (key
 //   rate = 50.0                         # rate) and bdat for this destination only; absent:
-//   bdat = false                        # the global value
+//   bdat = false                        # the global value (transactions-in-flight and
+//                                       # tls likewise)
 //
 //   [[alias]]                           # forwarding (Postfix virtual_alias_maps), also
 //   address = "info@example.test"       # alias = ["info@example.test=a@example.test,..."];
@@ -145,11 +148,12 @@ struct Route {
   // missing one is the hop's position, as the flag form and a list of strings give.
   std::vector<std::uint32_t> priorities;
   // This destination's overrides of RelayConfig::delivery.policy ([[route]] keys concurrency,
-  // messages-per-connection, rate, bdat); unset: the global value.
+  // messages-per-connection, rate, bdat, transactions-in-flight, tls); unset: the global value.
   std::optional<std::uint32_t> concurrency;
   std::optional<std::uint32_t> messages_per_connection;
   std::optional<double> rate;
   std::optional<bool> bdat;
+  std::optional<std::uint32_t> transactions_in_flight;
   std::optional<std::uint8_t> tls;  // smtp::TlsPolicy
 
   std::uint32_t priority(std::size_t hop) const;
@@ -232,7 +236,8 @@ struct RelayConfig {
   std::vector<Alias> aliases;
 
   // ---- Delivery
-  // --destination-concurrency, --messages-per-connection, --destination-rate, --no-bdat;
+  // --destination-concurrency, --messages-per-connection, --destination-rate, --no-bdat,
+  // --transactions-in-flight;
   // --connect-timeout, --delivery-timeout (reply_timeout_ms), --idle-timeout,
   // --throttle-pause, --max-received; --retry-first-delay, --retry-factor, --retry-max-delay,
   // --retry-jitter, --max-queue-lifetime (retry.lifetime_ms). Defaults as in

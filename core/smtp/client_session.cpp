@@ -18,6 +18,11 @@ constexpr Reply kProtocolError{451, {4, 5, 0}, "malformed reply from the server"
 constexpr Reply kTooBigForServer{552, {5, 3, 4}, "message exceeds the server's SIZE limit"};
 constexpr Reply kNoSmtputf8{553, {5, 6, 7}, "server does not offer SMTPUTF8"};
 constexpr Reply kConnectionClosed{451, {4, 4, 2}, "server closed the session"};
+// A pipelined transaction's leading RSET refused: what follows cannot be trusted.
+constexpr Reply kRsetRefused{451, {4, 5, 0}, "RSET refused by the server"};
+// Room a further pipelined transaction needs in the output for its RSET and MAIL at once
+// (RCPTs that do not fit follow as the output drains).
+constexpr std::size_t kPipelineReserve = 2048;
 // RFC 3207 4: 454 is "TLS not available"; these are the local equivalents.
 constexpr Reply kTlsNotOffered{454, {4, 7, 0}, "TLS required but STARTTLS not offered"};
 constexpr Reply kTlsRefused{454, {4, 7, 0}, "TLS required but STARTTLS refused"};
@@ -65,7 +70,19 @@ std::string_view client_state_name(ClientState s) {
 }
 
 ClientSession::ClientSession(const ClientConfig& config, ClientHandler& handler)
-    : config_(config), handler_(handler), out_(kOutCapacity) {}
+    : config_(config),
+      handler_(handler),
+      out_(kOutCapacity),
+      txns_(config.transactions_in_flight < 1 ? 1
+            : config.transactions_in_flight > kMaxTransactionsInFlight
+                ? kMaxTransactionsInFlight
+                : config.transactions_in_flight) {}
+
+void ClientSession::pop_head() {
+  head_ = (head_ + 1) % txns_.size();
+  --count_;
+  if (count_ == 0) body_due_ = false;
+}
 
 void ClientSession::enter_state(ClientState s) { state_ = s; }
 
@@ -77,10 +94,13 @@ std::uint32_t ClientSession::timeout_ms() const {
     case ClientState::starttls:
     case ClientState::tls: return config_.starttls_timeout_ms;
     case ClientState::auth: return config_.auth_timeout_ms;
-    case ClientState::envelope:
-      if (recv_cursor_ == 0) return config_.mail_timeout_ms;
-      if (recv_cursor_ <= rcpt_count()) return config_.rcpt_timeout_ms;
-      return bdat_ ? config_.data_done_timeout_ms : config_.data_init_timeout_ms;
+    case ClientState::envelope: {
+      const Txn& t = head();
+      if (t.rset_first && !t.rset_answered) return config_.rset_timeout_ms;
+      if (t.recv_cursor == 0) return config_.mail_timeout_ms;
+      if (t.recv_cursor <= t.rcpt_count()) return config_.rcpt_timeout_ms;
+      return t.bdat ? config_.data_done_timeout_ms : config_.data_init_timeout_ms;
+    }
     case ClientState::data_body: return config_.data_xfer_timeout_ms;
     case ClientState::data_done: return config_.data_done_timeout_ms;
     case ClientState::rset: return config_.rset_timeout_ms;
@@ -113,16 +133,16 @@ std::size_t ClientSession::feed(std::string_view in) {
 }
 
 void ClientSession::close(const Reply& last, std::string_view why, Ending ending) {
-  const bool in_transaction = state_ == ClientState::envelope ||
-                              state_ == ClientState::data_body ||
-                              state_ == ClientState::data_done;
   enter_state(ClientState::closed);
   body_due_ = false;
-  if (in_transaction) {
-    result_.data = last.code != 0 ? last : kConnectionClosed;
-    result_.delivered = false;
-    result_.ending = ending;
-    handler_.on_transaction_done(result_);
+  // Every transaction in flight ends here, oldest first.
+  while (count_ > 0) {
+    TransactionResult& result = head().result;
+    result.data = last.code != 0 ? last : kConnectionClosed;
+    result.delivered = false;
+    result.ending = ending;
+    handler_.on_transaction_done(result);
+    pop_head();
   }
   handler_.on_closed(last, why);
 }
@@ -314,60 +334,78 @@ const char* tls_policy_name(TlsPolicy p) {
   return "?";
 }
 
-bool ClientSession::send_message(const Envelope& env, std::uint64_t body_octets) {
-  if (state_ != ClientState::ready || env.recipients.empty() ||
-      env.recipients.size() > config_.max_recipients ||
-      (!env.rcpt_params.empty() && env.rcpt_params.size() != env.recipients.size())) {
+bool ClientSession::can_pipeline_message() const {
+  if (state_ != ClientState::envelope || count_ == 0 || count_ >= txns_.size() || !pipelining_ ||
+      !will_use_bdat() || body_due_ || out_.free_space() < kPipelineReserve) {
     return false;
   }
-  env_ = env;
-  body_octets_ = body_octets;
-  result_ = TransactionResult{};
+  const Txn& t = tail();
+  return t.bdat && t.body_was_sent && t.send_cursor > t.rcpt_count() + 1;
+}
+
+bool ClientSession::send_message(const Envelope& env, std::uint64_t body_octets) {
+  const bool behind = can_pipeline_message();
+  if ((state_ != ClientState::ready && !behind) || env.recipients.empty() ||
+      env.recipients.size() > config_.max_recipients ||
+      (!env.rcpt_params.empty() && env.rcpt_params.size() != env.recipients.size()) ||
+      (behind && !env.allow_bdat)) {
+    return false;
+  }
+  if (!behind) pipelining_ = config_.use_pipelining && caps_.pipelining;
+  ++count_;
+  Txn& t = tail();
+  t.env = env;
+  t.body_octets = body_octets;
+  t.result = TransactionResult{};
+  t.send_cursor = 0;
+  t.recv_cursor = 0;
+  t.bdat = will_use_bdat() && env.allow_bdat;
+  t.body_was_sent = false;
+  t.rset_first = behind;
+  t.rset_answered = false;
   body_due_ = false;
-  body_was_sent_ = false;
-  send_cursor_ = 0;
-  recv_cursor_ = 0;
-  pipelining_ = config_.use_pipelining && caps_.pipelining;
-  bdat_ = will_use_bdat() && env.allow_bdat;
   // Refuse locally what the server announced it would refuse.
   const Reply* local = nullptr;
   if (caps_.size && caps_.max_size != 0 && body_octets > caps_.max_size) local = &kTooBigForServer;
   if (env.mail.smtputf8 && !caps_.smtputf8) local = &kNoSmtputf8;
   if (local != nullptr) {
-    result_.ending = Ending::refused_local;
-    result_.data = *local;
-    result_.rejected = static_cast<std::uint32_t>(rcpt_count());
-    handler_.on_transaction_done(result_);
+    t.result.ending = Ending::refused_local;
+    t.result.data = *local;
+    t.result.rejected = static_cast<std::uint32_t>(t.rcpt_count());
+    --count_;  // never sent: the transactions before it go on
+    handler_.on_transaction_done(t.result);
     return true;
   }
+  if (behind) out_.append("RSET\r\n");  // room checked by can_pipeline_message
   enter_state(ClientState::envelope);
   send_next_envelope_command();
   return true;
 }
 
 bool ClientSession::write_envelope_command(std::size_t index) {
+  const Txn& t = tail();
   Command c;
-  const std::size_t n = rcpt_count();
+  const std::size_t n = t.rcpt_count();
   if (index == 0) {
     c.verb = Verb::mail;
-    c.path = make_path(env_.sender);
+    c.path = make_path(t.env.sender);
     // Only parameters of extensions the server offered (RFC 5321 4.1.1.11).
     c.mail.has_size = caps_.size;
-    c.mail.size = body_octets_;
-    if (caps_.eight_bit_mime && env_.mail.body != BodyType::binary_mime) c.mail.body = env_.mail.body;
-    if (caps_.binary_mime && bdat_) c.mail.body = env_.mail.body;
-    c.mail.smtputf8 = env_.mail.smtputf8;
+    c.mail.size = t.body_octets;
+    if (caps_.eight_bit_mime && t.env.mail.body != BodyType::binary_mime) c.mail.body = t.env.mail.body;
+    if (caps_.binary_mime && t.bdat) c.mail.body = t.env.mail.body;
+    c.mail.smtputf8 = t.env.mail.smtputf8;
     if (caps_.dsn) {
-      c.mail.ret = env_.mail.ret;
-      c.mail.envid = env_.mail.envid;
+      c.mail.ret = t.env.mail.ret;
+      c.mail.envid = t.env.mail.envid;
     }
   } else if (index <= n) {
     c.verb = Verb::rcpt;
-    c.path = make_path(env_.recipients[index - 1]);
-    if (caps_.dsn && !env_.rcpt_params.empty()) c.rcpt = env_.rcpt_params[index - 1];
-  } else if (bdat_) {
+    c.path = make_path(t.env.recipients[index - 1]);
+    if (caps_.dsn && !t.env.rcpt_params.empty()) c.rcpt = t.env.rcpt_params[index - 1];
+  } else if (t.bdat) {
     c.verb = Verb::bdat;
-    c.chunk_size = body_octets_;
+    c.chunk_size = t.body_octets;
     c.last = true;
   } else {
     c.verb = Verb::data;
@@ -376,45 +414,54 @@ bool ClientSession::write_envelope_command(std::size_t index) {
 }
 
 void ClientSession::send_next_envelope_command() {
-  const std::size_t last = rcpt_count() + 1;
-  // Pipelining: write ahead as far as the output has room. Lockstep: one command at a time.
-  while (send_cursor_ <= last && (pipelining_ || send_cursor_ == recv_cursor_)) {
-    if (!write_envelope_command(send_cursor_)) break;  // full: more once output drains
-    ++send_cursor_;
-    if (send_cursor_ > last && bdat_) body_due_ = true;  // BDAT: the chunk follows at once
+  Txn& t = tail();
+  const std::size_t last = t.rcpt_count() + 1;
+  // Pipelining: write ahead as far as the output has room. Lockstep: one command at a time
+  // (and one transaction: head and tail are the same).
+  while (t.send_cursor <= last && (pipelining_ || t.send_cursor == t.recv_cursor)) {
+    if (!write_envelope_command(t.send_cursor)) break;  // full: more once output drains
+    ++t.send_cursor;
+    if (t.send_cursor > last && t.bdat) body_due_ = true;  // BDAT: the chunk follows at once
   }
 }
 
 void ClientSession::consume_output(std::size_t n) {
   out_.consume(n);
-  if (state_ == ClientState::envelope) send_next_envelope_command();
+  if (state_ == ClientState::envelope && count_ > 0) send_next_envelope_command();
 }
 
 void ClientSession::on_envelope_reply(const Reply& r) {
-  const std::size_t n = rcpt_count();
-  const std::size_t i = recv_cursor_++;
-  const bool mail_ok = completed(result_.mail);
+  Txn& t = head();
+  if (t.rset_first && !t.rset_answered) {
+    t.rset_answered = true;
+    if (!completed(r)) close(kRsetRefused, "RSET refused", Ending::protocol);
+    return;
+  }
+  TransactionResult& result = t.result;
+  const std::size_t n = t.rcpt_count();
+  const std::size_t i = t.recv_cursor++;
+  const bool mail_ok = completed(result.mail);
   if (i == 0) {
-    result_.mail = r;
-    result_.mail.text = std::string_view(mail_text_, r.text.copy(mail_text_, sizeof(mail_text_)));
+    result.mail = r;
+    result.mail.text = std::string_view(t.mail_text, r.text.copy(t.mail_text, sizeof(t.mail_text)));
     if (!completed(r) && !pipelining_) {
       finish_transaction(r, false);
       return;
     }
   } else if (i <= n) {
     handler_.on_rcpt_reply(i - 1, r);
-    if (completed(r)) ++result_.accepted;
-    else ++result_.rejected;
-    if (i == n && !pipelining_ && result_.accepted == 0) {
+    if (completed(r)) ++result.accepted;
+    else ++result.rejected;
+    if (i == n && !pipelining_ && result.accepted == 0) {
       finish_transaction(r, mail_ok);  // nothing to send: RSET the open transaction
       return;
     }
-  } else if (bdat_) {
+  } else if (t.bdat) {
     // BDAT LAST's reply is final; a refused BDAT may leave the server's transaction open.
     finish_transaction(r, !completed(r) && mail_ok);
     return;
   } else if (r.code == 354) {
-    if (result_.accepted > 0 && mail_ok) {
+    if (result.accepted > 0 && mail_ok) {
       body_due_ = true;
       enter_state(ClientState::data_body);
     } else {
@@ -433,21 +480,25 @@ void ClientSession::on_envelope_reply(const Reply& r) {
 void ClientSession::body_sent() {
   if (!body_due_ || state_ == ClientState::closed) return;
   body_due_ = false;
-  body_was_sent_ = true;
-  if (bdat_) return;  // still waiting for the replies up to BDAT LAST's
+  Txn& t = tail();
+  t.body_was_sent = true;
+  if (t.bdat) return;  // still waiting for the replies up to BDAT LAST's
   // The body ends with CRLF, so the terminator is "." CRLF (RFC 5321 4.1.1.4).
   out_.append(".\r\n");
   enter_state(ClientState::data_done);
 }
 
 void ClientSession::finish_transaction(const Reply& data_reply, bool server_has_transaction) {
-  result_.data = data_reply;
+  TransactionResult& result = head().result;
+  result.data = data_reply;
   // Delivered means: the server took MAIL, at least one RCPT, and the body that was really
   // sent, with a 2xx at its end. Anything else (a 250 where 354 was due, an empty message
   // after a refused MAIL) is not a delivery.
-  result_.delivered = body_was_sent_ && completed(result_.mail) && result_.accepted > 0 &&
-                      completed(data_reply);
-  handler_.on_transaction_done(result_);
+  result.delivered = head().body_was_sent && completed(result.mail) && result.accepted > 0 &&
+                     completed(data_reply);
+  handler_.on_transaction_done(result);
+  pop_head();
+  if (count_ > 0) return;  // the next one in flight begins with its own RSET
   if (server_has_transaction) {
     out_.append("RSET\r\n");
     enter_state(ClientState::rset);

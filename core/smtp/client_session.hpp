@@ -5,12 +5,16 @@
 // owns the clock). It keeps a send cursor (next command to write) and a receive cursor (which
 // command the next reply answers). The message body never passes through the session: it
 // tells the caller when to send it (body_due) so the bytes go out from the caller's buffers.
+// With PIPELINING and CHUNKING offered it can keep several transactions in flight on one
+// connection (transactions_in_flight): each further one is written as RSET, MAIL, RCPT...,
+// BDAT LAST and its body behind the earlier ones, before their replies came back.
 #pragma once
 
 #include <cstdint>
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "core/buf/out_buffer.hpp"
 #include "core/smtp/command.hpp"
@@ -36,6 +40,12 @@ struct ClientConfig {
   bool use_pipelining = true;  // when the server offers PIPELINING
   bool use_bdat = false;       // when the server offers CHUNKING
   std::uint32_t max_recipients = 1000;  // per transaction; sizes the output buffer
+  // Transactions written ahead of their replies (1 to kMaxTransactionsInFlight): only with
+  // PIPELINING and BDAT (a DATA transaction waits for its 354), each further one begun with
+  // RSET so that it starts clean whatever became of the one before (RFC 2920 3.1: RSET, MAIL
+  // and RCPT may appear anywhere in a group, and a client need not wait for the reply to a
+  // BDAT chunk). 1: one transaction at a time.
+  std::uint32_t transactions_in_flight = 1;
   // Timeouts per state, in ms (the defaults are Postfix's smtp_*_timeout).
   std::uint32_t greeting_timeout_ms = 300'000;
   std::uint32_t helo_timeout_ms = 300'000;
@@ -49,6 +59,8 @@ struct ClientConfig {
   std::uint32_t starttls_timeout_ms = 300'000;  // STARTTLS reply and the handshake
   std::uint32_t auth_timeout_ms = 300'000;
 };
+
+inline constexpr std::uint32_t kMaxTransactionsInFlight = 64;
 
 // One message's envelope. Addresses are without angle brackets ("" is the null sender,
 // "Postmaster" a bare postmaster). Views must stay valid until the transaction ends.
@@ -128,10 +140,17 @@ class ClientSession {
 
   // Whether the next message goes by BDAT: the caller must then send it unstuffed.
   bool will_use_bdat() const;
-  // Starts a transaction (only in state ready). body_octets: the size of what the caller
-  // will send: the dot-stuffed body ending in CRLF for DATA, the raw message for BDAT.
-  // Returns false if not ready.
+  // Starts a transaction: in state ready, or behind the ones in flight when
+  // can_pipeline_message() (then only by BDAT: an envelope with allow_bdat false is refused).
+  // body_octets: the size of what the caller will send: the dot-stuffed body ending in CRLF
+  // for DATA, the raw message for BDAT. Returns false if it cannot start now. Results come
+  // in the order the transactions were started (a local refusal at once, from inside).
   bool send_message(const Envelope& env, std::uint64_t body_octets);
+  // Whether another transaction may be written behind those in flight now: pipelining and
+  // BDAT in use, fewer than transactions_in_flight started and unanswered, the last one
+  // written whole with its body.
+  bool can_pipeline_message() const;
+  std::size_t transactions_in_flight() const { return count_; }
   // The caller must send the body right after the current output, then call body_sent().
   bool body_due() const { return body_due_; }
   void body_sent();
@@ -168,7 +187,27 @@ class ClientSession {
   bool write_envelope_command(std::size_t index);
   void finish_transaction(const Reply& data_reply, bool server_has_transaction);
   void close(const Reply& last, std::string_view why, Ending ending = Ending::closed);
-  std::size_t rcpt_count() const { return env_.recipients.size(); }
+
+  // A transaction started and not yet answered in full. The oldest (head) gets the replies;
+  // the newest (tail) is the one being written.
+  struct Txn {
+    Envelope env{};
+    std::uint64_t body_octets = 0;
+    TransactionResult result{};
+    std::size_t send_cursor = 0;  // next command to write: 0 MAIL, 1..n RCPT, n+1 DATA/BDAT
+    std::size_t recv_cursor = 0;  // command the next reply answers
+    bool bdat = false;
+    bool body_was_sent = false;
+    bool rset_first = false;      // written behind another: RSET went first...
+    bool rset_answered = false;   // ...and its reply came
+    char mail_text[kMaxReplyLine] = {};  // MAIL's reply text, kept until the result
+    std::size_t rcpt_count() const { return env.recipients.size(); }
+  };
+  Txn& head() { return txns_[head_]; }
+  const Txn& head() const { return txns_[head_]; }
+  Txn& tail() { return txns_[(head_ + count_ - 1) % txns_.size()]; }
+  const Txn& tail() const { return txns_[(head_ + count_ - 1) % txns_.size()]; }
+  void pop_head();
 
   const ClientConfig& config_;
   ClientHandler& handler_;
@@ -177,20 +216,15 @@ class ClientSession {
   Capabilities caps_{};
   ClientState state_ = ClientState::greeting;
   bool pipelining_ = false;
-  bool bdat_ = false;
-  bool body_due_ = false;
-  bool body_was_sent_ = false;
+  bool body_due_ = false;  // the tail's body
   bool tls_active_ = false;
   bool tls_declined_ = false;  // STARTTLS refused (opportunistic: go on in plaintext)
   bool authenticated_ = false;
   bool auth_login_ = false;    // AUTH LOGIN in progress (else PLAIN)
   std::uint8_t auth_step_ = 0;
-  Envelope env_{};
-  std::uint64_t body_octets_ = 0;
-  std::size_t send_cursor_ = 0;  // next envelope command to write: 0 MAIL, 1..n RCPT, n+1 DATA
-  std::size_t recv_cursor_ = 0;  // envelope command the next reply answers
-  TransactionResult result_{};
-  char mail_text_[kMaxReplyLine] = {};  // MAIL's reply text, kept until the result
+  std::vector<Txn> txns_;  // a ring, sized once from transactions_in_flight
+  std::size_t head_ = 0;
+  std::size_t count_ = 0;
 };
 
 }  // namespace ringmta::smtp

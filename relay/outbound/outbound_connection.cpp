@@ -19,6 +19,12 @@ bool is_throttle(std::uint16_t code, const smtp::EnhancedCode& e) {
   return code == 421 || (code >= 400 && code < 500 && e.cls == 4 && e.subject == 7);
 }
 
+// Whether the body as stored is what BDAT sends: a raw body always is; a dot-stuffed one
+// only when unstuffing changes nothing (no dot-lines, the final CRLF there).
+bool bdat_as_stored(const QueuedMessage& m) {
+  return m.body_format == spool::StoredBody::raw || (m.flags & spool::kFlagNeedsTransform) == 0;
+}
+
 void format_reply(std::string& out, const smtp::Reply& r) {
   char head[32];
   int n = 0;
@@ -44,7 +50,11 @@ OutboundConnection::OutboundConnection(QueueManager& queue, std::uint32_t dest, 
 
 void OutboundConnection::on_connect(io::Connection& c) {
   conn_ = &c;
-  session_ = std::make_unique<smtp::ClientSession>(queue_.client_config(dest_), *this);
+  const smtp::ClientConfig& cfg = queue_.client_config(dest_);
+  session_ = std::make_unique<smtp::ClientSession>(cfg, *this);
+  const std::size_t depth = cfg.transactions_in_flight < 1 ? 1 : cfg.transactions_in_flight;
+  slots_.resize(depth);
+  laid_.resize(depth);
   c.set_deadline(session_->timeout_ms());
 }
 
@@ -61,16 +71,23 @@ void OutboundConnection::on_recv(io::Connection&, io::Slice data) {
     pump();
     return;
   }
-  if (body_sending_) {
-    // The next hop may answer the end of the body before we learn that our send of it
-    // completed (both completions in one batch): the session hears the reply after the
-    // body is sent, as it expects.
+  if (spool_sending_ || body_in_flight_ || laid_count_ > 0) {
+    // A reply may come before we learn that the body it answers went out (both completions
+    // in one batch): the session hears it once the body is sent, as it expects, and no
+    // transaction ends while the kernel may still read its message.
     early_.push_back(std::move(data));
     return;
   }
   session_->feed(data.view());
   if (session_->wants_tls() && !tls_) start_tls();
   pump();
+}
+
+void OutboundConnection::feed_early() {
+  if (early_.empty() || spool_sending_ || body_in_flight_ || laid_count_ > 0) return;
+  // Replies only: STARTTLS is never in flight with a body, so no switch to TLS here.
+  for (const io::Slice& early : early_) session_->feed(early.view());
+  early_.clear();
 }
 
 void OutboundConnection::start_tls() {
@@ -105,47 +122,16 @@ void OutboundConnection::check_tls() {
 
 void OutboundConnection::flush_tls() {
   if (tls_up_ && !session_->wants_tls()) {
-    // Commands and body become TLS records in order; the body goes in once it is due.
-    for (int round = 0; round < 4; ++round) {
+    // Writing the output may let the session write more (RCPTs that did not fit, then
+    // BDAT, whose body is due at once): a few rounds.
+    for (int round = 0; round < 4 && conn_ != nullptr; ++round) {
+      lay_out_body();  // a due body (and the commands before it) into the stream
       const std::string_view out = session_->output();
-      if (!out.empty()) {
-        tls_->write(out);
-        session_->consume_output(out.size());
-      }
-      if (!session_->body_due() || body_from_ == BodyFrom::none || job_ == nullptr) break;
-      const QueuedMessage& m = *job_->message;
-      switch (body_from_) {
-        case BodyFrom::memory:
-          for (std::size_t i = 0; i < m.body_iov.size(); i += IOV_MAX) {
-            const std::size_t n = m.body_iov.size() - i < IOV_MAX ? m.body_iov.size() - i : IOV_MAX;
-            tls_->writev(m.body_iov.data() + i, static_cast<unsigned>(n));
-          }
-          break;
-        case BodyFrom::copy:
-          tls_->write(body_copy_);
-          break;
-        case BodyFrom::spool: {
-          // Encryption needs the bytes in memory: read them (from the page cache, usually).
-          tls_body_.resize(m.body_length);
-          const int fd = queue_.spool_fd(m);
-          const ssize_t got = fd < 0 ? -1
-                                     : ::pread(fd, tls_body_.data(), tls_body_.size(),
-                                               static_cast<off_t>(m.body_offset));
-          if (got != static_cast<ssize_t>(tls_body_.size())) {
-            close_reason_ = "4.3.0 cannot read the message from the spool";
-            conn_->close();
-            return;
-          }
-          tls_->write(tls_body_);
-          tls_body_.clear();
-          break;
-        }
-        case BodyFrom::none:
-          break;
-      }
-      body_from_ = BodyFrom::none;
-      session_->body_sent();  // DATA's final "." (or nothing, with BDAT) comes next
+      if (out.empty()) break;
+      tls_->write(out);
+      session_->consume_output(out.size());
     }
+    if (conn_ == nullptr) return;
   }
   const std::string_view ct = tls_->next_send();
   if (!ct.empty()) {
@@ -163,48 +149,15 @@ void OutboundConnection::on_sent(io::Connection&, std::size_t bytes) {
     pump();
     return;
   }
-  if (body_sending_) {
-    if (body_from_ == BodyFrom::spool) {
-      body_left_ = 0;  // send_file reports once, with everything (or closes the connection)
-    } else {
-      // Step over the pieces that went out whole; trim the first one that did not. The
-      // first head_left_ bytes are the session's commands sent along with the body.
-      std::size_t n = bytes;
-      while (n > 0 && body_iov_at_ < body_iov_.size()) {
-        iovec& v = body_iov_[body_iov_at_];
-        if (n >= v.iov_len) {
-          n -= v.iov_len;
-          ++body_iov_at_;
-        } else {
-          v.iov_base = static_cast<char*>(v.iov_base) + n;
-          v.iov_len -= n;
-          n = 0;
-        }
-      }
-      const std::size_t head = bytes < head_left_ ? bytes : head_left_;
-      if (head != 0) {
-        session_->consume_output(head);
-        head_left_ -= head;
-        if (head_left_ != 0) {
-          // consume_output may have moved what is left of its buffer.
-          body_iov_[body_iov_at_] = iovec{const_cast<char*>(session_->output().data()), head_left_};
-        }
-      }
-      const std::size_t body = bytes - head;
-      body_left_ -= body < body_left_ ? body : body_left_;
-    }
-    if (body_left_ != 0 || head_left_ != 0) {
-      send_body();  // the socket took part of it
-      return;
-    }
-    body_sending_ = false;
+  if (spool_sending_) {
+    // send_file reports once, with everything (or closes the connection).
+    spool_sending_ = false;
     body_from_ = BodyFrom::none;
     session_->body_sent();
-    for (const io::Slice& early : early_) session_->feed(early.view());
-    early_.clear();
   } else if (session_) {
-    session_->consume_output(bytes);
+    account_sent(bytes);
   }
+  feed_early();
   pump();
 }
 
@@ -228,7 +181,7 @@ void OutboundConnection::on_timeout(io::Connection& c) {
     return;
   }
   close_reason_ = "4.4.2 timeout waiting for " + hop_text_;
-  session_->on_timeout();  // ends a transaction in flight (deferred), then the session
+  session_->on_timeout();  // ends the transactions in flight (deferred), then the session
   pump();
 }
 
@@ -245,7 +198,7 @@ void OutboundConnection::on_shutdown(io::Connection& c) {
 void OutboundConnection::quit() {
   quit_requested_ = true;
   if (conn_ == nullptr) return;
-  if (session_ && session_->ready() && job_ == nullptr) {
+  if (session_ && session_->ready() && slot_count_ == 0) {
     idle_ = false;
     queue_.connection_quitting(this);
     session_->quit();
@@ -263,8 +216,15 @@ void OutboundConnection::on_close(io::Connection&, int err) {
       close_reason_ = "4.4.2 " + hop_text_ + " closed the connection";
     }
   }
-  if (job_ != nullptr && session_) session_->on_connection_lost();  // ends the transaction
-  if (job_ != nullptr) finish_job(nullptr, close_reason_);
+  laid_count_ = 0;  // the socket is gone: nothing more of it is sent
+  body_in_flight_ = false;
+  spool_sending_ = false;
+  // Replies held back while bodies were going out are the hop's word all the same (a 250
+  // for one transaction, then a 421 and a close, say): heard before the rest ends.
+  if (session_) feed_early();
+  early_.clear();
+  if (slot_count_ > 0 && session_) session_->on_connection_lost();  // ends the transactions
+  while (slot_count_ > 0) finish_job(front_slot(), nullptr, close_reason_);
   queue_.connection_closed(this, greeted_, !greeted_, throttled_, close_reason_);
 }
 
@@ -278,15 +238,19 @@ void OutboundConnection::on_greeting(const smtp::Reply& r) {
 }
 
 void OutboundConnection::on_rcpt_reply(std::size_t index, const smtp::Reply& r) {
-  if (index >= rcpt_replies_.size()) return;
-  RcptReply& rr = rcpt_replies_[index];
+  if (slot_count_ == 0) return;
+  Slot& slot = front_slot();  // replies are for the oldest transaction
+  if (index >= slot.rcpt_replies.size()) return;
+  RcptReply& rr = slot.rcpt_replies[index];
   rr.code = r.code;
   rr.throttle = is_throttle(r.code, r.enhanced);
   if (!r.positive()) format_reply(rr.text, r);
 }
 
 void OutboundConnection::on_transaction_done(const smtp::TransactionResult& r) {
-  finish_job(&r, {});
+  if (slot_count_ == 0) return;
+  // A local refusal is reported from inside send_message, for the transaction being begun.
+  finish_job(r.ending == smtp::Ending::refused_local ? back_slot() : front_slot(), &r, {});
 }
 
 void OutboundConnection::on_closed(const smtp::Reply& last, std::string_view why) {
@@ -300,7 +264,7 @@ void OutboundConnection::on_closed(const smtp::Reply& last, std::string_view why
 
 void OutboundConnection::pump() {
   if (!session_ || conn_ == nullptr) return;
-  if (session_->ready() && job_ == nullptr && !idle_) {
+  if (session_->ready() && slot_count_ == 0 && !idle_) {
     if (!greeted_) {
       greeted_ = true;
       queue_.connection_up(this);
@@ -312,6 +276,8 @@ void OutboundConnection::pump() {
       take_job();
       if (conn_ == nullptr) return;
     }
+  } else if (slot_count_ > 0) {
+    chain();
   }
   flush();
   if (conn_ != nullptr && !conn_->closing()) {
@@ -335,20 +301,43 @@ void OutboundConnection::take_job() {
 
 void OutboundConnection::start(DeliveryJob* job) {
   idle_ = false;
-  job_ = job;
+  if (begin(job)) chain();
+  // The reply deadline replaces the idle one now (the queue may start a job on an idle
+  // connection from outside pump(): an idle deadline left armed would cut the transaction
+  // short, after the next hop may have taken the message).
+  if (conn_ != nullptr) conn_->set_deadline(session_->timeout_ms());
+  flush();
+}
+
+void OutboundConnection::chain() {
+  const std::uint32_t limit = queue_.destination(dest_).policy.messages_per_connection;
+  while (conn_ != nullptr && !quit_requested_ && session_->can_pipeline_message() &&
+         (limit == 0 || transactions_ < limit)) {
+    const DeliveryJob* next = queue_.peek_job(dest_);
+    // Only what goes by BDAT as stored: a body that needs dot-stuffing waits its turn.
+    if (next == nullptr || !bdat_as_stored(*next->message)) return;
+    DeliveryJob* j = queue_.next_job(dest_);
+    if (j == nullptr || !begin(j)) return;
+  }
+}
+
+bool OutboundConnection::begin(DeliveryJob* job) {
   QueuedMessage& m = *job->message;
   if (transactions_ > 0) {
     queue_.metrics().inc(M::outbound_connections_total[M::outbound_connections_total_event::reused]);
   }
   ++transactions_;
+  ++slot_count_;
+  Slot& slot = back_slot();
+  slot.job = job;
   const std::size_t n = job->rcpts.size();
-  rcpt_views_.resize(n);
-  rcpt_params_.resize(n);
-  rcpt_replies_.resize(n);
+  slot.rcpt_views.resize(n);
+  slot.rcpt_params.resize(n);
+  slot.rcpt_replies.resize(n);
   for (std::size_t i = 0; i < n; ++i) {
     const QueuedRecipient& r = m.rcpts[job->rcpts[i]];
-    rcpt_views_[i] = r.address;
-    smtp::RcptParams& p = rcpt_params_[i];
+    slot.rcpt_views[i] = r.address;
+    smtp::RcptParams& p = slot.rcpt_params[i];
     p = smtp::RcptParams{};
     p.notify = r.notify;
     const std::size_t semi = r.orcpt.find(';');
@@ -356,14 +345,14 @@ void OutboundConnection::start(DeliveryJob* job) {
       p.orcpt_type = std::string_view(r.orcpt).substr(0, semi);
       p.orcpt_value = std::string_view(r.orcpt).substr(semi + 1);
     }
-    rcpt_replies_[i].code = 0;
-    rcpt_replies_[i].throttle = false;
-    rcpt_replies_[i].text.clear();
+    slot.rcpt_replies[i].code = 0;
+    slot.rcpt_replies[i].throttle = false;
+    slot.rcpt_replies[i].text.clear();
   }
   smtp::Envelope env;
   env.sender = m.sender;
-  env.recipients = rcpt_views_;
-  env.rcpt_params = rcpt_params_;
+  env.recipients = slot.rcpt_views;
+  env.rcpt_params = slot.rcpt_params;
   env.mail.body = (m.flags & spool::kFlag8bit) != 0 ? smtp::BodyType::eight_bit_mime
                                                      : smtp::BodyType::unspecified;
   env.mail.smtputf8 = (m.flags & spool::kFlagSmtputf8) != 0;
@@ -372,18 +361,17 @@ void OutboundConnection::start(DeliveryJob* job) {
   // DATA or BDAT, and the body in that form without a copy where possible: the stored bytes
   // serve both forms unless the message has dot-lines (or, raw, lacks its final CRLF).
   const bool transform = (m.flags & spool::kFlagNeedsTransform) != 0;
-  const bool can_bdat = session_->will_use_bdat();
-  bool bdat = false;
-  body_copy_.clear();
-  if (m.body_format == spool::StoredBody::dot_stuffed) {
-    bdat = can_bdat && !transform;
-  } else {
-    bdat = can_bdat || !transform;
-    if (!bdat) prepare_stuffed_copy(m);
+  const bool bdat = session_->will_use_bdat() && bdat_as_stored(m);
+  // A raw body with dot-lines for a hop without CHUNKING: stuffed into our copy. Only one
+  // at a time (DATA is never written behind another transaction), so the last copy is out.
+  const bool copy = m.body_format == spool::StoredBody::raw && !bdat && transform;
+  if (copy) {
+    body_copy_.clear();
+    prepare_stuffed_copy(m);
   }
   env.allow_bdat = bdat;
   std::uint64_t octets = m.body_length;
-  if (!body_copy_.empty()) {
+  if (copy) {
     body_from_ = BodyFrom::copy;
     octets = body_copy_.size();
   } else if (m.in_memory) {
@@ -391,17 +379,19 @@ void OutboundConnection::start(DeliveryJob* job) {
   } else {
     body_from_ = BodyFrom::spool;
   }
-  body_left_ = octets;
-  body_sending_ = false;
+  const std::size_t before = slot_count_;
   if (!session_->send_message(env, octets)) {
-    finish_job(nullptr, "4.3.0 the connection was not ready");
-    return;
+    body_from_ = BodyFrom::none;
+    finish_job(back_slot(), nullptr, "4.3.0 the connection was not ready");
+    return false;
   }
-  // The reply deadline replaces the idle one now (the queue may start a job on an idle
-  // connection from outside pump(): an idle deadline left armed would cut the transaction
-  // short, after the next hop may have taken the message).
-  if (conn_ != nullptr) conn_->set_deadline(session_->timeout_ms());
-  flush();
+  if (slot_count_ < before) {  // refused locally (SIZE, SMTPUTF8): already finished
+    body_from_ = BodyFrom::none;
+    return false;
+  }
+  if (before > 1) queue_.metrics().inc(M::outbound_pipelined_transactions_total);
+  lay_out_body();  // with BDAT it is due at once
+  return true;
 }
 
 void OutboundConnection::prepare_stuffed_copy(const QueuedMessage& m) {
@@ -429,77 +419,169 @@ void OutboundConnection::prepare_stuffed_copy(const QueuedMessage& m) {
   }
 }
 
+// ---------------------------------------------------------------------------- sending
+
+void OutboundConnection::lay_out_body() {
+  if (!session_->body_due() || body_from_ == BodyFrom::none || slot_count_ == 0) return;
+  const QueuedMessage& m = *back_slot().job->message;
+  if (tls_) {
+    // Commands and body become TLS records in order (the plaintext is copied as it is
+    // encrypted, so nothing of the message is referenced after this).
+    const std::string_view out = session_->output();
+    if (!out.empty()) {
+      tls_->write(out);
+      session_->consume_output(out.size());
+    }
+    switch (body_from_) {
+      case BodyFrom::memory:
+        for (std::size_t i = 0; i < m.body_iov.size(); i += IOV_MAX) {
+          const std::size_t n = m.body_iov.size() - i < IOV_MAX ? m.body_iov.size() - i : IOV_MAX;
+          tls_->writev(m.body_iov.data() + i, static_cast<unsigned>(n));
+        }
+        break;
+      case BodyFrom::copy:
+        tls_->write(body_copy_);
+        break;
+      case BodyFrom::spool: {
+        // Encryption needs the bytes in memory: read them (from the page cache, usually).
+        tls_body_.resize(m.body_length);
+        const int fd = queue_.spool_fd(m);
+        const ssize_t got = fd < 0 ? -1
+                                   : ::pread(fd, tls_body_.data(), tls_body_.size(),
+                                             static_cast<off_t>(m.body_offset));
+        if (got != static_cast<ssize_t>(tls_body_.size())) {
+          close_reason_ = "4.3.0 cannot read the message from the spool";
+          body_from_ = BodyFrom::none;
+          conn_->close();
+          return;
+        }
+        tls_->write(tls_body_);
+        tls_body_.clear();
+        break;
+      }
+      case BodyFrom::none:
+        break;
+    }
+    body_from_ = BodyFrom::none;
+    session_->body_sent();  // DATA's final "." (or nothing, with BDAT) comes next
+    return;
+  }
+  if (body_from_ == BodyFrom::spool) return;  // spliced from the file by flush()
+  LaidBody& b = laid_[(laid_head_ + laid_count_) % laid_.size()];
+  ++laid_count_;
+  b.at = out_consumed_ + session_->output().size();
+  b.iov_at = 0;
+  b.left = 0;
+  if (body_from_ == BodyFrom::memory) {
+    b.iov.assign(m.body_iov.begin(), m.body_iov.end());
+  } else {
+    b.iov.assign(1, iovec{body_copy_.data(), body_copy_.size()});
+  }
+  for (const iovec& v : b.iov) b.left += v.iov_len;
+  body_from_ = BodyFrom::none;
+  session_->body_sent();  // it is in the stream: DATA's "." (or the next transaction) follows
+}
+
 void OutboundConnection::flush() {
   if (conn_ == nullptr || conn_->sending() || conn_->closing() || !session_) return;
   if (tls_) {
     flush_tls();
     return;
   }
-  const std::string_view out = session_->output();
-  const bool body = session_->body_due() && !body_sending_ && body_from_ != BodyFrom::none;
-  if (!out.empty() && !(body && body_from_ != BodyFrom::spool)) {
-    conn_->send(out);
+  lay_out_body();
+  if (laid_count_ > 0 || !session_->output().empty()) {
+    send_stream();
     return;
   }
-  if (body) {
-    // With BDAT the body follows the commands at once: from memory (or our copy) both go in
-    // one send, one segment for the next hop to read, instead of two.
-    body_sending_ = true;
-    head_left_ = 0;
-    body_iov_.clear();
-    body_iov_at_ = 0;
-    if (!out.empty()) {
-      body_iov_.push_back(iovec{const_cast<char*>(out.data()), out.size()});
-      head_left_ = out.size();
-    }
-    if (body_from_ == BodyFrom::memory) {
-      const QueuedMessage& m = *job_->message;
-      body_iov_.insert(body_iov_.end(), m.body_iov.begin(), m.body_iov.end());
-    } else if (body_from_ == BodyFrom::copy) {
-      body_iov_.push_back(iovec{body_copy_.data(), body_copy_.size()});
-    }
-    send_body();
+  if (session_->body_due() && body_from_ == BodyFrom::spool) {
+    send_spool_body();
     return;
   }
   if (session_->closed()) conn_->close();
 }
 
-void OutboundConnection::send_body() {
-  bool ok = false;
-  switch (body_from_) {
-    case BodyFrom::memory:
-    case BodyFrom::copy: {
-      std::size_t count = body_iov_.size() - body_iov_at_;
-      if (count > IOV_MAX) count = IOV_MAX;
-      ok = conn_->sendv_owned(body_iov_.data() + body_iov_at_, static_cast<unsigned>(count));
-      break;
+void OutboundConnection::send_stream() {
+  // Commands and bodies in the order of the stream: one sendmsg, one segment for the next
+  // hop to read where it fits, instead of a send per transaction.
+  const std::string_view out = session_->output();
+  send_iov_.clear();
+  body_in_flight_ = false;
+  std::uint64_t pos = out_consumed_;
+  for (std::size_t k = 0; k < laid_count_; ++k) {
+    LaidBody& b = laid_[(laid_head_ + k) % laid_.size()];
+    if (b.at > pos) {
+      send_iov_.push_back(iovec{const_cast<char*>(out.data() + (pos - out_consumed_)),
+                                static_cast<std::size_t>(b.at - pos)});
+      pos = b.at;
     }
-    case BodyFrom::spool: {
-      const QueuedMessage& m = *job_->message;
-      const int fd = queue_.spool_fd(m);
-      ok = fd >= 0 && conn_->send_file(fd, m.body_offset, m.body_length);
-      if (fd < 0) close_reason_ = "4.3.0 cannot read the message from the spool";
-      break;
-    }
-    case BodyFrom::none:
-      break;
+    for (std::size_t i = b.iov_at; i < b.iov.size(); ++i) send_iov_.push_back(b.iov[i]);
+    body_in_flight_ = true;
   }
-  if (!ok) conn_->close();  // on_close ends the transaction (deferred)
+  const std::uint64_t end = out_consumed_ + out.size();
+  if (end > pos) {
+    send_iov_.push_back(iovec{const_cast<char*>(out.data() + (pos - out_consumed_)),
+                              static_cast<std::size_t>(end - pos)});
+  }
+  const std::size_t count = send_iov_.size() < IOV_MAX ? send_iov_.size() : IOV_MAX;
+  if (!conn_->sendv_owned(send_iov_.data(), static_cast<unsigned>(count))) {
+    body_in_flight_ = false;
+    conn_->close();  // on_close ends the transactions (deferred)
+  }
 }
 
-void OutboundConnection::finish_job(const smtp::TransactionResult* r,
+void OutboundConnection::account_sent(std::size_t bytes) {
+  // Step through the stream as send_stream laid it out: session output up to the next
+  // body, that body, and so on.
+  body_in_flight_ = false;
+  std::size_t n = bytes;
+  while (n > 0) {
+    if (laid_count_ > 0 && laid_[laid_head_].at == out_consumed_) {
+      LaidBody& b = laid_[laid_head_];
+      while (n > 0 && b.iov_at < b.iov.size()) {
+        iovec& v = b.iov[b.iov_at];
+        const std::size_t k = n < v.iov_len ? n : v.iov_len;
+        v.iov_base = static_cast<char*>(v.iov_base) + k;
+        v.iov_len -= k;
+        b.left -= k;
+        n -= k;
+        if (v.iov_len == 0) ++b.iov_at;
+      }
+      if (b.left == 0) {
+        laid_head_ = (laid_head_ + 1) % laid_.size();
+        --laid_count_;
+      }
+      continue;
+    }
+    const std::uint64_t room = laid_count_ > 0 ? laid_[laid_head_].at - out_consumed_
+                                               : session_->output().size();
+    const std::size_t k = n < room ? n : static_cast<std::size_t>(room);
+    if (k == 0) break;  // more reported than was sent: cannot happen
+    session_->consume_output(k);
+    out_consumed_ += k;
+    n -= k;
+  }
+}
+
+void OutboundConnection::send_spool_body() {
+  const QueuedMessage& m = *back_slot().job->message;
+  const int fd = queue_.spool_fd(m);
+  spool_sending_ = fd >= 0 && conn_->send_file(fd, m.body_offset, m.body_length);
+  if (!spool_sending_) {
+    if (fd < 0) close_reason_ = "4.3.0 cannot read the message from the spool";
+    conn_->close();  // on_close ends the transactions (deferred)
+  }
+}
+
+// ---------------------------------------------------------------------------- outcomes
+
+void OutboundConnection::finish_job(Slot& slot, const smtp::TransactionResult* r,
                                     std::string_view local_reason) {
-  DeliveryJob* j = job_;
+  DeliveryJob* j = slot.job;
   if (j == nullptr) return;
-  job_ = nullptr;
-  body_sending_ = false;
-  body_from_ = BodyFrom::none;
   const std::size_t n = j->rcpts.size();
   outcomes_.resize(n);
   // The transaction's final answer (end of data / BDAT LAST, or what ended it).
-  if (r != nullptr && r->ending == smtp::Ending::reply && r->data.code != 0) {
-    format_reply(final_text_, r->data);
-  } else if (r != nullptr && r->data.code != 0) {
+  if (r != nullptr && r->data.code != 0) {
     format_reply(final_text_, r->data);
   } else {
     final_text_.assign(local_reason.empty() ? std::string_view(close_reason_) : local_reason);
@@ -507,7 +589,7 @@ void OutboundConnection::finish_job(const smtp::TransactionResult* r,
   const bool data_throttle =
       r != nullptr && r->data.code != 0 && is_throttle(r->data.code, r->data.enhanced);
   for (std::size_t i = 0; i < n; ++i) {
-    const RcptReply& rr = rcpt_replies_[i];
+    const RcptReply& rr = slot.rcpt_replies[i];
     RcptOutcome& o = outcomes_[i];
     if (rr.code >= 500) {
       o = {RcptResult::failed, rr.code, rr.text};
@@ -526,6 +608,10 @@ void OutboundConnection::finish_job(const smtp::TransactionResult* r,
     }
   }
   if (data_throttle) throttled_ = true;
+  // Out of the ring before the queue hears of it (it may hand this connection more work).
+  slot.job = nullptr;
+  if (&slot == &front_slot()) slot_head_ = (slot_head_ + 1) % slots_.size();
+  --slot_count_;
   queue_.job_done(j, outcomes_, hop_text_);
 }
 

@@ -1,8 +1,11 @@
 // One outbound SMTP connection of the relay to a destination's next hop: core/smtp's
 // ClientSession on a reactor connection. It asks its queue for jobs while it is ready,
-// pipelines each transaction (BDAT when the hop offers it and the body allows), sends the
-// body from the receive buffers it arrived in (sendmsg of the same references the spool
-// write used) or from the spool file (splice), and reports one outcome per recipient.
+// pipelines each transaction (BDAT when the hop offers it and the body allows) and, with
+// BDAT, writes further transactions behind it while ready jobs wait (up to the route's
+// transactions-in-flight): their commands and bodies leave in one sendmsg and the hop
+// answers them in one write. Bodies go from the receive buffers they arrived in (the same
+// references the spool write used) or from the spool file (splice); one outcome per
+// recipient.
 #pragma once
 
 #include <sys/uio.h>
@@ -48,12 +51,21 @@ class OutboundConnection final : public io::ConnectionHandler, public smtp::Clie
   void on_closed(const smtp::Reply& last, std::string_view why) override;
 
  private:
+  struct Slot;
   void pump();
   void flush();
   void take_job();
+  bool begin(DeliveryJob* job);  // one more transaction; false if it ended at once
+  void chain();                  // more transactions behind those in flight
   void prepare_stuffed_copy(const QueuedMessage& m);
-  void send_body();
-  void finish_job(const smtp::TransactionResult* r, std::string_view local_reason);
+  void lay_out_body();           // a due body from memory joins the output stream
+  void send_stream();            // output and laid-out bodies, in order, in one send
+  void account_sent(std::size_t bytes);
+  void send_spool_body();
+  void feed_early();
+  void finish_job(Slot& slot, const smtp::TransactionResult* r, std::string_view local_reason);
+  Slot& front_slot() { return slots_[slot_head_]; }
+  Slot& back_slot() { return slots_[(slot_head_ + slot_count_ - 1) % slots_.size()]; }
 
   QueueManager& queue_;
   std::uint32_t dest_;
@@ -61,7 +73,6 @@ class OutboundConnection final : public io::ConnectionHandler, public smtp::Clie
   std::string hop_text_;
   io::Connection* conn_ = nullptr;
   std::unique_ptr<smtp::ClientSession> session_;
-  DeliveryJob* job_ = nullptr;
   bool idle_ = false;
   bool quit_requested_ = false;
   bool greeted_ = false;
@@ -69,26 +80,47 @@ class OutboundConnection final : public io::ConnectionHandler, public smtp::Clie
   std::string close_reason_;
   std::uint32_t transactions_ = 0;
 
-  // The transaction in flight.
-  std::vector<std::string_view> rcpt_views_;
-  std::vector<smtp::RcptParams> rcpt_params_;
+  // Transactions in flight, oldest first (the session's replies are for the oldest): a
+  // ring sized once from the route's transactions-in-flight.
   struct RcptReply {
     std::uint16_t code = 0;
     bool throttle = false;
     std::string text;
   };
-  std::vector<RcptReply> rcpt_replies_;
+  struct Slot {
+    DeliveryJob* job = nullptr;
+    std::vector<std::string_view> rcpt_views;
+    std::vector<smtp::RcptParams> rcpt_params;
+    std::vector<RcptReply> rcpt_replies;
+  };
+  std::vector<Slot> slots_;
+  std::size_t slot_head_ = 0;
+  std::size_t slot_count_ = 0;
   std::vector<RcptOutcome> outcomes_;
   std::string final_text_;
-  // The body going out: iovecs over the message's memory, or the spool file.
+  // Where the newest transaction's body comes from.
   enum class BodyFrom : std::uint8_t { none, memory, spool, copy };
   BodyFrom body_from_ = BodyFrom::none;
-  std::vector<iovec> body_iov_;
-  std::size_t body_iov_at_ = 0;  // first piece not fully sent
-  std::size_t head_left_ = 0;    // session output sent in the same send as the body
-  std::uint64_t body_left_ = 0;
-  bool body_sending_ = false;
-  std::vector<io::Slice> early_;  // replies that came while the body was being sent
+  // Bodies from memory laid into the output stream: each goes out right after the session
+  // output up to `at` (a position counted from the start of the connection). A ring, like
+  // slots_; the message memory stays referenced until the bytes are sent.
+  struct LaidBody {
+    std::uint64_t at = 0;
+    std::vector<iovec> iov;  // trimmed in place as it goes out
+    std::size_t iov_at = 0;
+    std::uint64_t left = 0;
+  };
+  std::vector<LaidBody> laid_;
+  std::size_t laid_head_ = 0;
+  std::size_t laid_count_ = 0;
+  std::uint64_t out_consumed_ = 0;  // session output bytes sent so far
+  std::vector<iovec> send_iov_;     // the send in flight
+  bool body_in_flight_ = false;     // ...holds body bytes
+  bool spool_sending_ = false;      // a body is going out from the spool file (splice)
+  // Replies that came while body bytes were still on their way out: the session hears them
+  // once the bytes are sent, so that no transaction ends (and frees its message) while the
+  // kernel may still read its body.
+  std::vector<io::Slice> early_;
   std::string body_copy_;  // a raw body stuffed for DATA (rare: BDAT not offered)
   // STARTTLS (the route's policy): once the hop answered 220, everything goes through the
   // stream; the body is encrypted from memory or read from the spool (no splice then).

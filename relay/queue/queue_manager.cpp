@@ -50,6 +50,7 @@ struct QueueManager::Dest {
   std::uint32_t open = 0;        // connections, from connect to close
   std::uint32_t connecting = 0;  // of them, not ready yet
   std::vector<OutboundConnection*> idle;
+  bool kick_pending = false;  // in kicks_
   std::uint64_t paused_until = 0;
   io::Timer timer;
   std::vector<std::uint64_t> hop_down_until;
@@ -97,6 +98,7 @@ QueueManager::QueueManager(io::Reactor& reactor, spool::SpoolWriter& writer,
     smtp::ClientConfig& c = d->client;
     c.helo_name = config.server.hostname;
     c.use_bdat = route.policy.bdat;
+    c.transactions_in_flight = route.policy.transactions_in_flight;
     c.starttls = static_cast<smtp::TlsPolicy>(route.policy.tls);
     c.max_recipients = kMaxJobRecipients;
     const std::uint32_t t = config.delivery.reply_timeout_ms;
@@ -120,6 +122,7 @@ QueueManager::QueueManager(io::Reactor& reactor, spool::SpoolWriter& writer,
     if (!q->stopping_) q->reactor_.timers().arm(t, kSweepMs);
   }, this);
   reactor_.timers().arm(sweep_timer_, kSweepMs);
+  reactor_.add_flush_hook(&QueueManager::flush_hook, this);
   writer_.set_segment_observer([](void* ctx, std::uint64_t seq) {
     auto* q = static_cast<QueueManager*>(ctx);
     q->segments_.add(spool::SegmentKey{q->writer_.thread(), seq});
@@ -127,6 +130,7 @@ QueueManager::QueueManager(io::Reactor& reactor, spool::SpoolWriter& writer,
 }
 
 QueueManager::~QueueManager() {
+  reactor_.remove_flush_hook(this);
   writer_.set_segment_observer(nullptr, nullptr);
   for (auto& j : all_jobs_) RetryWheel::cancel(*j);
 }
@@ -331,7 +335,23 @@ void QueueManager::make_ready(DeliveryJob* j) {
   else d.head = j;
   d.tail = j;
   ++d.ready;
-  kick(j->destination);
+  // Handed out at the end of this reactor round (flush_hook), with whatever else became
+  // ready in it: a connection then takes several at once, in one send.
+  if (!d.kick_pending) {
+    d.kick_pending = true;
+    kicks_.push_back(j->destination);
+  }
+}
+
+void QueueManager::flush_hook(void* ctx) {
+  auto& q = *static_cast<QueueManager*>(ctx);
+  // kick() may make more jobs ready (deferring others): take the list as it is now.
+  for (std::size_t i = 0; i < q.kicks_.size(); ++i) {
+    const std::uint32_t dest = q.kicks_[i];
+    q.dests_[dest]->kick_pending = false;
+    q.kick(dest);
+  }
+  q.kicks_.clear();
 }
 
 // ---------------------------------------------------------------------------- pacing
@@ -365,6 +385,12 @@ void QueueManager::kick(std::uint32_t dest) {
     open_connection(d);
     if (d.ready < before || d.connecting == 0) return;  // no hop up: the jobs were deferred
   }
+}
+
+const DeliveryJob* QueueManager::peek_job(std::uint32_t dest) const {
+  const Dest& d = *dests_[dest];
+  if (stopping() || reactor_.now_ms() < d.paused_until) return nullptr;
+  return d.head;
 }
 
 DeliveryJob* QueueManager::next_job(std::uint32_t dest) {

@@ -85,6 +85,9 @@ class QueueManager {
   // The next job for a ready connection to `dest`, with its rate token taken; nullptr when
   // there is none (or the destination is paused / out of tokens).
   DeliveryJob* next_job(std::uint32_t dest);
+  // The job next_job would hand out (token not taken), to see whether it can go behind the
+  // transactions already in flight on a connection.
+  const DeliveryJob* peek_job(std::uint32_t dest) const;
   // The job's transaction ended; one outcome per job recipient, in job order.
   void job_done(DeliveryJob* job, std::span<const RcptOutcome> outcomes, std::string_view hop);
   // The connection is idle (after its greeting or a transaction, with no job for it).
@@ -124,6 +127,7 @@ class QueueManager {
   void free_job(DeliveryJob* j);
   void make_ready(DeliveryJob* j);
   void kick(std::uint32_t dest);
+  static void flush_hook(void* ctx);  // the reactor's: kicks the destinations made ready
   void open_connection(Dest& d);
   void defer(DeliveryJob* j, std::uint64_t delay_ms);
   void defer_all_ready(Dest& d, std::string_view why);
@@ -173,6 +177,7 @@ class QueueManager {
   std::uint64_t pending_rcpts_ = 0;
   bool stopping_ = false;
   std::minstd_rand rng_;
+  std::vector<std::uint32_t> kicks_;  // destinations with jobs made ready this round
   std::vector<std::uint32_t> changed_;
   std::vector<std::uint32_t> failed_;
   bool write_error_logged_ = false;

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <deque>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -67,11 +68,12 @@ class FuzzClient : public ClientHandler {
   void on_rcpt_reply(std::size_t index, const Reply& r) override {
     trace("on_rcpt_reply " + std::to_string(index) + " " + std::to_string(r.code));
     FUZZ_CHECK(!closed_);
-    FUZZ_CHECK(in_txn_);
-    FUZZ_CHECK(index == rcpt_replies_);  // each recipient once, in order
+    FUZZ_CHECK(!txns_.empty());
+    Txn& t = txns_.front();  // replies belong to the oldest transaction in flight
+    FUZZ_CHECK(index == t.rcpt_replies);  // each recipient once, in order
     FUZZ_CHECK(index < plan_.recipients.size());
-    ++rcpt_replies_;
-    if (r.code / 100 == 2) ++rcpt_ok_;  // only a 2xx accepts a recipient
+    ++t.rcpt_replies;
+    if (r.code / 100 == 2) ++t.rcpt_ok;  // only a 2xx accepts a recipient
   }
   void on_transaction_done(const TransactionResult& res) override {
     trace("on_transaction_done mail=" + std::to_string(res.mail.code) +
@@ -79,44 +81,51 @@ class FuzzClient : public ClientHandler {
           " rejected=" + std::to_string(res.rejected) +
           " delivered=" + std::to_string(res.delivered));
     FUZZ_CHECK(!closed_);
-    FUZZ_CHECK(in_txn_);
-    in_txn_ = false;
+    FUZZ_CHECK(!txns_.empty());
+    // Results come oldest first; a local refusal is the one being started, at once.
+    const bool local = res.ending == Ending::refused_local;
+    const Txn t = local ? txns_.back() : txns_.front();
+    if (local) {
+      FUZZ_CHECK(t.rcpt_replies == 0 && !t.body_sent);
+      txns_.pop_back();
+    } else {
+      txns_.pop_front();
+    }
     ++done_;
     const std::size_t n = plan_.recipients.size();
     FUZZ_CHECK(res.accepted + res.rejected <= n);
-    FUZZ_CHECK(res.accepted == rcpt_ok_);
-    FUZZ_CHECK(res.rejected == rcpt_replies_ - rcpt_ok_ ||
-               (rcpt_replies_ == 0 && res.rejected == n));
+    FUZZ_CHECK(res.accepted == t.rcpt_ok);
+    FUZZ_CHECK(res.rejected == t.rcpt_replies - t.rcpt_ok ||
+               (t.rcpt_replies == 0 && res.rejected == n));
     if (res.delivered) {
       FUZZ_CHECK(res.accepted > 0 && res.data.code / 100 == 2);
       FUZZ_CHECK(res.mail.code / 100 == 2);
       // The server can only have taken a message whose body was sent.
-      FUZZ_CHECK(body_sent_);
+      FUZZ_CHECK(t.body_sent);
     }
   }
   void on_closed(const Reply& last, std::string_view why) override {
     trace("on_closed " + std::to_string(last.code) + " " + std::string(why));
     FUZZ_CHECK(!closed_);  // once
     FUZZ_CHECK(!why.empty());
-    FUZZ_CHECK(!in_txn_);  // a transaction in flight was reported before the close
+    FUZZ_CHECK(txns_.empty());  // every transaction in flight was reported before the close
     closed_ = true;
   }
 
   void started() {
-    FUZZ_CHECK(!in_txn_);
-    in_txn_ = true;
-    rcpt_replies_ = 0;
-    rcpt_ok_ = 0;
-    body_sent_ = false;
+    FUZZ_CHECK(txns_.size() < plan_.config.transactions_in_flight);
+    txns_.emplace_back();
     ++started_;
   }
   void sent_body() {
     trace("body_sent");
-    body_sent_ = true;
+    FUZZ_CHECK(!txns_.empty());
+    txns_.back().body_sent = true;  // the newest one's body is the one due
   }
 
   bool closed() const { return closed_; }
-  bool in_txn() const { return in_txn_; }
+  bool in_txn() const { return !txns_.empty(); }
+  std::size_t in_flight() const { return txns_.size(); }
   std::size_t started_count() const { return started_; }
   std::size_t done_count() const { return done_; }
 
@@ -124,10 +133,12 @@ class FuzzClient : public ClientHandler {
   const Plan& plan_;
   bool greeted_ = false;
   bool closed_ = false;
-  bool in_txn_ = false;
-  bool body_sent_ = false;
-  std::size_t rcpt_replies_ = 0;
-  std::size_t rcpt_ok_ = 0;
+  struct Txn {
+    std::size_t rcpt_replies = 0;
+    std::size_t rcpt_ok = 0;
+    bool body_sent = false;
+  };
+  std::deque<Txn> txns_;
   std::size_t started_ = 0;
   std::size_t done_ = 0;
 };
@@ -235,6 +246,7 @@ struct Driver {
     if (s.ready()) FUZZ_CHECK(!h.in_txn());  // idle means every result was reported
     if (!s.ready() && !s.closed()) FUZZ_CHECK(s.timeout_ms() > 0);
     FUZZ_CHECK(h.done_count() <= h.started_count());
+    FUZZ_CHECK(s.transactions_in_flight() == h.in_flight());
   }
 
   void drain() {
@@ -277,6 +289,13 @@ struct Driver {
         send_body_if_due();
       }
     }
+    // More behind it while the session allows (transactions_in_flight > 1).
+    while (!quit_called && s.can_pipeline_message() && h.started_count() < plan.max_messages) {
+      h.started();
+      trace("send_message (pipelined)");
+      FUZZ_CHECK(s.send_message(plan.envelope, plan.body_octets));
+      send_body_if_due();
+    }
     check_state();
     drain();
     send_body_if_due();
@@ -303,6 +322,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   plan.quit_after = in.byte() & 3;
   const std::uint8_t misc = in.byte();
   plan.max_messages = 1 + (misc & 3);
+  plan.config.transactions_in_flight = (misc & 128) != 0 ? 4 : 1;
   // STARTTLS policy (and AUTH with the last one) from the top bits.
   switch ((misc >> 5) & 3) {
     case 1: plan.config.starttls = TlsPolicy::opportunistic; break;

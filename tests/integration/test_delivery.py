@@ -18,7 +18,7 @@ import pytest
 
 from loadgenlib import free_port, read_ledger
 from relaylib import queue_list
-from sinklib import SmtpClient, make_message, metric, read_digest, scrape
+from sinklib import SmtpClient, make_message, metric, read_digest, scrape, wait_digest
 
 FAST_RETRY = ("--retry-first-delay", "200ms", "--retry-factor", "1.5", "--retry-max-delay", "1s",
               "--throttle-pause", "200ms")
@@ -175,6 +175,58 @@ def test_every_accepted_message_is_delivered_once_with_its_body(relay, sink, loa
     # Every segment's messages are final: the queue lists nothing.
     entries, summary = queue_list(r.spool)
     assert entries == [], entries[:3]
+
+
+@pytest.mark.timeout(90)
+def test_transactions_in_flight_share_sends_and_failures_stay_their_own(relay, sink, tmp_path,
+                                                                       report_figure):
+    """With PIPELINING and BDAT, messages waiting for one connection go behind each other
+    (--transactions-in-flight, default 8), each after an RSET: the sink answers a group with
+    one write. A transaction whose only recipient is refused (its MAIL left open on the sink)
+    or one of whose two is refused does not disturb the transactions behind it."""
+    s = sink("--mode", "digest", "--digest-log", "digest.log", "--delay-end-of-data", "20ms")
+    bounce_dir = tmp_path / "bounces"
+    b = sink("--mode", "maildir", "--maildir", str(bounce_dir))
+    # One connection per relay thread: messages pile up behind the 20 ms end-of-data replies.
+    r = relay("--metrics", "127.0.0.1:0", "--accept-domain", "dest.test",
+              "--route", f"dest.test=127.0.0.1:{s.port}",
+              "--route", f"senders.test=127.0.0.1:{b.port}",
+              "--destination-concurrency", "1", *FAST_RETRY)
+    delivered_ids, failed = set(), 0
+    with SmtpClient(r.port) as c:
+        c.banner()
+        c.ehlo()
+        for i in range(60):
+            mid = f"chain-{i}"
+            if i % 5 == 2:
+                rcpts = [f"permfail+{i}@dest.test"]
+                failed += 1
+            elif i % 5 == 4:
+                rcpts = [f"ok{i}@dest.test", f"permfail+{i}@dest.test"]
+                failed += 1
+                delivered_ids.add(mid)
+            else:
+                rcpts = [f"ok{i}@dest.test"]
+                delivered_ids.add(mid)
+            _, final = c.send_message("origin@senders.test", rcpts,
+                                      make_message(mid, f"body {i}\r\n".encode()))
+            assert final.code == 250, final
+    samples = wait_drained(r, 40)
+    lines = wait_digest(tmp_path / "digest.log", len(delivered_ids), timeout=20)
+    assert Counter(l.id for l in lines) == Counter(delivered_ids)  # each once, nothing else
+    for l in lines:
+        i = int(l.id.split("-")[1])
+        assert l.rcpts == (f"ok{i}@dest.test",), l
+    assert metric(samples, "ringmta_relay_deliveries_total", outcome="failed") == failed
+    bounces = read_bounces(bounce_dir)
+    assert len(bounces) == failed, (len(bounces), failed)
+    assert sorted(bn["original_id"] for bn in bounces) == sorted(
+        f"chain-{i}" for i in range(60) if i % 5 in (2, 4))
+    # Messages arrive every ~millisecond and wait 20 ms for the one before: most go behind
+    # others (up to 8 in flight).
+    behind = metric(samples, "ringmta_relay_outbound_pipelined_transactions_total")
+    report_figure("transactions in flight: of 60 transactions, written behind others", behind)
+    assert 30 <= behind <= 59, behind
 
 
 @pytest.mark.timeout(60)
@@ -444,11 +496,12 @@ def test_lifetime_expiry_bounces_with_5_4_7(relay, sink, tmp_path):
 def test_crash_while_delivering_loses_nothing(relay, sink, loadgen, tmp_path, report_figure):
     """kill -9 while the queue drains, restart on the same spool, reconcile: nothing lost;
     duplicates only for recipients in flight at the kill (delivered, but their outcome not yet
-    durable): at most the destination's connections plus one commit batch."""
+    durable): at most the transactions in flight on the destination's connections plus one
+    commit batch."""
     s = sink("--mode", "digest", "--digest-log", "digest.log", "--delay-end-of-data", "1ms")
     args = ["--metrics", "127.0.0.1:0", "--accept-domain", "dest.test",
             "--route", f"dest.test=127.0.0.1:{s.port}", *FAST_RETRY,
-            "--destination-concurrency", "8"]
+            "--destination-concurrency", "8", "--transactions-in-flight", "8"]
     r = relay(*args)
     lg = loadgen("--target", f"127.0.0.1:{r.port}", "--messages", 3000, "--connections", 20,
                  "--to-domain", "dest.test", "--run-id", "crashdeliv", timeout=60)
@@ -463,7 +516,9 @@ def test_crash_while_delivering_loses_nothing(relay, sink, loadgen, tmp_path, re
     r2 = relay(*args, spool=r.spool)
     assert 0 < r2.recovered <= 3000
     wait_drained(r2, 90)
-    allowed = 8 + 64  # connections in flight + one group-commit batch of outcome records
+    # In flight at the kill: 8 connections x 8 transactions each (--transactions-in-flight),
+    # plus one group-commit batch of outcome records (64) not yet durable.
+    allowed = 8 * 8 + 64
     counts = reconcile(lg.ledger, settled(tmp_path / "digest.log", lg.ledger), duplicates_allowed=allowed)
     report_figure("crash while delivering: delivered before the kill", before)
     report_figure("crash while delivering: recovered messages", r2.recovered)

@@ -156,6 +156,7 @@ TEST(RelayConfig, NoArgumentsGiveTheLoopbackDefaults) {
   EXPECT_EQ(d.policy.messages_per_connection, 1000u);
   EXPECT_EQ(d.policy.rate, 0.0);
   EXPECT_TRUE(d.policy.bdat);
+  EXPECT_EQ(d.policy.transactions_in_flight, 8u);
   EXPECT_EQ(d.retry.first_delay_ms, 300'000u);
   EXPECT_EQ(d.retry.factor, 2.0);
   EXPECT_EQ(d.retry.max_delay_ms, 4'000'000u);
@@ -759,7 +760,9 @@ TEST(RelayConfigToml, ErrorsNameTheFileLineColumnAndKey) {
       {"\n[[route]]\ndomain = \"a.test\"\n", "2:1: [[route]]: needs hops = [\"HOST:PORT\", ...]"},
       {"[[route]]\ndomain = \"a.test\"\nhops = [\"127.0.0.1:1\"]\nweight = 2\n",
        "4:1: weight: unknown [[route]] key (a route has domain, hops, and the overrides "
-       "concurrency, messages-per-connection, rate, bdat and tls)"},
+       "concurrency, messages-per-connection, rate, bdat, transactions-in-flight and tls)"},
+      {"[[route]]\ndomain = \"a.test\"\nhops = [\"127.0.0.1:1\"]\ntransactions-in-flight = 0\n",
+       "4:26: transactions-in-flight: must be a transaction count from 1 to 64, got 0"},
       {"[[route]]\ndomain = \"a.test\"\nhops = [\"127.0.0.1:1\"]\n"
        "[[route]]\ndomain = \"A.test\"\nhops = [\"127.0.0.1:2\"]\n",
        "5:10: domain: 'a.test' has a route already (names ignore case)"},
@@ -992,6 +995,7 @@ TEST(RelayConfigPrint, RoutesAreTables) {
 TEST(RelayDelivery, EveryFlagSetsItsField) {
   const Result r = run({"--destination-concurrency", "7",    "--messages-per-connection", "0",
                         "--destination-rate", "12.5",        "--no-bdat",
+                        "--transactions-in-flight", "1",
                         "--retry-first-delay", "1s",         "--retry-factor", "1.5",
                         "--retry-max-delay", "1h",           "--retry-jitter", "0",
                         "--max-queue-lifetime", "48h",       "--connect-timeout", "250ms",
@@ -1003,6 +1007,7 @@ TEST(RelayDelivery, EveryFlagSetsItsField) {
   EXPECT_EQ(d.policy.messages_per_connection, 0u);
   EXPECT_EQ(d.policy.rate, 12.5);
   EXPECT_FALSE(d.policy.bdat);
+  EXPECT_EQ(d.policy.transactions_in_flight, 1u);
   EXPECT_EQ(d.retry.first_delay_ms, 1'000u);
   EXPECT_EQ(d.retry.factor, 1.5);
   EXPECT_EQ(d.retry.max_delay_ms, 3'600'000u);
@@ -1121,6 +1126,7 @@ TEST(RelayDelivery, EveryKeySetsItsField) {
 messages-per-connection = 0
 destination-rate = 12
 bdat = false
+transactions-in-flight = 64
 retry-first-delay = "1s"
 retry-factor = 1.5
 retry-max-delay = "1h"
@@ -1135,7 +1141,8 @@ max-received = 1000
   const Result r = run({"--config", f.path()});
   ASSERT_EQ(r.rc, -1) << r.err;
   const Result flags = run({"--destination-concurrency", "7", "--messages-per-connection", "0",
-                            "--destination-rate", "12", "--no-bdat", "--retry-first-delay", "1s",
+                            "--destination-rate", "12", "--no-bdat", "--transactions-in-flight", "64",
+                            "--retry-first-delay", "1s",
                             "--retry-factor", "1.5", "--retry-max-delay", "1h", "--retry-jitter",
                             "0", "--max-queue-lifetime", "48h", "--connect-timeout", "250ms",
                             "--delivery-timeout", "1m", "--idle-timeout", "0", "--throttle-pause",
@@ -1162,6 +1169,7 @@ concurrency = 5
 messages-per-connection = 0
 rate = 2.5
 bdat = false
+transactions-in-flight = 2
 
 [[route]]
 domain = "*"
@@ -1188,7 +1196,9 @@ hops = ["127.0.0.1:1", { address = "127.0.0.1:2", priority = 0 }]
   EXPECT_EQ(a.messages_per_connection, 0u);
   EXPECT_EQ(a.rate, 2.5);
   EXPECT_EQ(a.bdat, false);
+  EXPECT_EQ(a.transactions_in_flight, 2u);
   const DeliveryPolicy p = a.policy(r.cfg.delivery.policy);
+  EXPECT_EQ(p.transactions_in_flight, 2u);
   EXPECT_EQ(p.concurrency, 5u);
   EXPECT_EQ(p.messages_per_connection, 0u);
   EXPECT_EQ(p.rate, 2.5);
@@ -1196,13 +1206,14 @@ hops = ["127.0.0.1:1", { address = "127.0.0.1:2", priority = 0 }]
   // Strings: failover in the order written; unset overrides stay unset (the global value).
   const Route& b = r.cfg.routes[1];
   EXPECT_EQ(b.priorities, (std::vector<std::uint32_t>{0, 1}));
-  EXPECT_FALSE(b.concurrency || b.messages_per_connection || b.bdat);
+  EXPECT_FALSE(b.concurrency || b.messages_per_connection || b.bdat || b.transactions_in_flight);
   EXPECT_EQ(b.rate, 100.0);
   const DeliveryPolicy q = b.policy(r.cfg.delivery.policy);
   EXPECT_EQ(q.concurrency, 20u);
   EXPECT_EQ(q.messages_per_connection, 1000u);
   EXPECT_EQ(q.rate, 100.0);
   EXPECT_TRUE(q.bdat);
+  EXPECT_EQ(q.transactions_in_flight, 8u);
   EXPECT_EQ(r.cfg.routes[2].domain, "[ipv6:::1]");
   EXPECT_EQ(texts(r.cfg.routes[2].hops), std::vector<std::string>{"[::1]:25"});
   // Mixed: a string's priority is its position, whatever the tables say.
@@ -1219,6 +1230,9 @@ hops = ["127.0.0.1:1", { address = "127.0.0.1:2", priority = 0 }]
   EXPECT_FALSE(x == y);
   y = x;
   y.bdat = true;
+  EXPECT_FALSE(x == y);
+  y = x;
+  y.transactions_in_flight = 3;
   EXPECT_FALSE(x == y);
   y = x;
   y.priorities.clear();  // missing priorities are the positions
@@ -1459,7 +1473,8 @@ TEST(RelayAliasToml, ErrorsNameTheFileLineColumnAndKey) {
       {kR + "bdat = 1\n", "4:8: bdat: must be true or false, not an integer"},
       {kR + "destination-rate = 1\n",
        "4:1: destination-rate: unknown [[route]] key (a route has domain, hops, and the "
-       "overrides concurrency, messages-per-connection, rate, bdat and tls)"},
+       "overrides concurrency, messages-per-connection, rate, bdat, transactions-in-flight "
+       "and tls)"},
       {"[[route]]\ndomain = \"a.test\"\nhops = [{ address = \"127.0.0.1:1\", priority = -1 }]\n",
        "3:47: priority: must be a priority from 0 to 65535 (lower is tried first), got -1"},
       {"[[route]]\ndomain = \"a.test\"\nhops = [{ address = \"127.0.0.1:1\", priority = 65536 }]\n",

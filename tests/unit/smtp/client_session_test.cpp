@@ -265,6 +265,8 @@ TEST(ClientSession, QuitCloses) {
 
 // Scripted server replies.
 struct Scripted {
+  Scripted() = default;
+  explicit Scripted(const ClientConfig& config) : cfg(config) {}
   ClientConfig cfg;
   ClientSide h;
   ClientSession c{cfg, h};
@@ -413,6 +415,201 @@ TEST(ClientSession, NoAllocationPerMessageInSteadyState) {
   // own bookkeeping does not allocate either: any allocation is the session's.
   EXPECT_EQ(count.count(), 0u);
   EXPECT_EQ(s.h.results.size(), 200u);
+}
+
+
+// ---------------------------------------------------------------- transactions in flight
+
+// Starts a transaction and takes what the client writes for it (commands, then the body
+// when it is due), as a caller that sends bodies in line with the commands does.
+std::string start_one(ClientSession& c, const Envelope& env, const std::string& body) {
+  EXPECT_TRUE(c.send_message(env, body.size()));
+  std::string out(c.output());
+  c.consume_output(out.size());
+  if (c.body_due()) {
+    out += body;
+    c.body_sent();
+  }
+  return out;
+}
+
+ClientConfig in_flight(std::uint32_t n) {
+  ClientConfig c;
+  c.use_bdat = true;
+  c.transactions_in_flight = n;
+  return c;
+}
+
+TEST(ClientPipeline, TransactionsGoBehindEachOtherInOneFlight) {
+  Pair p({}, in_flight(4));
+  p.pump();
+  ASSERT_TRUE(p.client.ready());
+  EXPECT_FALSE(p.client.can_pipeline_message());  // nothing in flight: send_message as usual
+  const std::string_view r1[] = {"b@x.test"};
+  const std::string_view r2[] = {"c@x.test", "d@x.test"};
+  const std::string_view r3[] = {"e@x.test"};
+  std::string flight = start_one(p.client, Envelope{"a@c.example", r1}, kRawBody);
+  ASSERT_TRUE(p.client.can_pipeline_message());
+  flight += start_one(p.client, Envelope{"a@c.example", r2}, kRawBody + "2");
+  ASSERT_TRUE(p.client.can_pipeline_message());
+  flight += start_one(p.client, Envelope{"a@c.example", r3}, kRawBody + "3");
+  EXPECT_EQ(p.client.transactions_in_flight(), 3u);
+  const std::string size = std::to_string(kRawBody.size());
+  const std::string size2 = std::to_string(kRawBody.size() + 1);
+  EXPECT_EQ(flight,
+            "MAIL FROM:<a@c.example> SIZE=" + size + "\r\nRCPT TO:<b@x.test>\r\nBDAT " + size +
+                " LAST\r\n" + kRawBody + "RSET\r\nMAIL FROM:<a@c.example> SIZE=" + size2 +
+                "\r\nRCPT TO:<c@x.test>\r\nRCPT TO:<d@x.test>\r\nBDAT " + size2 + " LAST\r\n" +
+                kRawBody + "2" + "RSET\r\nMAIL FROM:<a@c.example> SIZE=" + size2 +
+                "\r\nRCPT TO:<e@x.test>\r\nBDAT " + size2 + " LAST\r\n" + kRawBody + "3");
+  p.to_server = flight;
+  p.pump();
+  ASSERT_EQ(p.ch.results.size(), 3u);
+  for (const TransactionResult& r : p.ch.results) EXPECT_TRUE(r.delivered);
+  EXPECT_EQ(p.ch.results[1].accepted, 2u);
+  EXPECT_EQ(p.sh.messages, (std::vector<std::string>{kRawBody, kRawBody + "2", kRawBody + "3"}));
+  EXPECT_TRUE(p.client.ready());
+  EXPECT_EQ(p.client.transactions_in_flight(), 0u);
+}
+
+TEST(ClientPipeline, NoMoreThanTheLimitAndOnlyBehindAWholeBdatTransaction) {
+  Pair p({}, in_flight(2));
+  p.pump();
+  const std::string_view r[] = {"b@x.test"};
+  ASSERT_TRUE(p.client.send_message(Envelope{"a@c.example", r}, kRawBody.size()));
+  EXPECT_TRUE(p.client.body_due());
+  EXPECT_FALSE(p.client.can_pipeline_message());  // its body is not out yet
+  EXPECT_FALSE(p.client.send_message(Envelope{"a@c.example", r}, kRawBody.size()));
+  p.client.body_sent();
+  ASSERT_TRUE(p.client.can_pipeline_message());
+  Envelope data_only{"a@c.example", r};
+  data_only.allow_bdat = false;
+  EXPECT_FALSE(p.client.send_message(data_only, kBody.size()));  // DATA waits for its 354
+  start_one(p.client, Envelope{"a@c.example", r}, kRawBody);
+  EXPECT_FALSE(p.client.can_pipeline_message());  // two in flight: the limit
+  EXPECT_FALSE(p.client.send_message(Envelope{"a@c.example", r}, kRawBody.size()));
+}
+
+TEST(ClientPipeline, OneAtATimeWithoutPipeliningOrBdat) {
+  ServerConfig s;
+  s.pipelining = false;
+  Pair lockstep(s, in_flight(8));
+  lockstep.pump();
+  const std::string_view r[] = {"b@x.test"};
+  ASSERT_TRUE(lockstep.client.send_message(Envelope{"a@c.example", r}, kRawBody.size()));
+  EXPECT_FALSE(lockstep.client.can_pipeline_message());
+  ClientConfig data = in_flight(8);
+  data.use_bdat = false;
+  Pair by_data({}, data);
+  by_data.pump();
+  ASSERT_TRUE(by_data.client.send_message(Envelope{"a@c.example", r}, kBody.size()));
+  EXPECT_FALSE(by_data.client.can_pipeline_message());
+}
+
+TEST(ClientPipeline, AFailedTransactionInTheMiddleLeavesTheOthersAlone) {
+  Pair p({}, in_flight(4));
+  p.pump();
+  const std::string_view ok[] = {"b@x.test"};
+  const std::string_view bad[] = {"reject-1@x.test", "reject-2@x.test"};
+  const std::string_view bad_sender_rcpt[] = {"c@x.test"};
+  std::string flight = start_one(p.client, Envelope{"a@c.example", ok}, kRawBody);
+  flight += start_one(p.client, Envelope{"a@c.example", bad}, kRawBody);  // MAIL ok, no RCPT
+  flight += start_one(p.client, Envelope{"reject@c.example", bad_sender_rcpt}, kRawBody);
+  flight += start_one(p.client, Envelope{"a@c.example", ok}, kRawBody + "4");
+  p.to_server = flight;
+  p.pump();
+  ASSERT_EQ(p.ch.results.size(), 4u);
+  EXPECT_TRUE(p.ch.results[0].delivered);
+  EXPECT_FALSE(p.ch.results[1].delivered);
+  EXPECT_EQ(p.ch.results[1].rejected, 2u);
+  EXPECT_FALSE(p.ch.results[2].delivered);
+  EXPECT_EQ(p.ch.results[2].mail.code, 550);
+  EXPECT_TRUE(p.ch.results[3].delivered);  // its RSET cleared what the second left open
+  EXPECT_EQ(p.sh.messages, (std::vector<std::string>{kRawBody, kRawBody + "4"}));
+  EXPECT_TRUE(p.client.ready());
+}
+
+TEST(ClientPipeline, LostConnectionEndsEveryTransactionInOrder) {
+  Pair p({}, in_flight(3));
+  p.pump();
+  const std::string_view r1[] = {"b@x.test"};
+  const std::string_view r2[] = {"c@x.test"};
+  start_one(p.client, Envelope{"a@c.example", r1}, kRawBody);
+  start_one(p.client, Envelope{"a@c.example", r2}, kRawBody);
+  start_one(p.client, Envelope{"a@c.example", r1}, kRawBody);
+  p.client.on_connection_lost();
+  ASSERT_EQ(p.ch.results.size(), 3u);
+  for (const TransactionResult& r : p.ch.results) {
+    EXPECT_FALSE(r.delivered);
+    EXPECT_EQ(r.ending, Ending::closed);
+    EXPECT_EQ(r.data.code, 451);
+  }
+  EXPECT_TRUE(p.ch.closed);
+  EXPECT_EQ(p.client.transactions_in_flight(), 0u);
+}
+
+// A server offering PIPELINING and CHUNKING (and `more` capability lines) greets the client.
+void greet(Scripted& s, const std::string& more) {
+  s.c.feed("220 x\r\n250-x\r\n250-PIPELINING\r\n" + more + "250 CHUNKING\r\n");
+  s.sent();
+}
+
+TEST(ClientPipeline, RepliesAndTimeoutsFollowTheOldestTransaction) {
+  Scripted s(in_flight(4));
+  greet(s, "");
+  const std::string_view r1[] = {"b@x.test"};
+  const std::string_view r2[] = {"c@x.test", "d@x.test"};
+  start_one(s.c, Envelope{"a@c.example", r1}, "x\r\n");
+  start_one(s.c, Envelope{"a@c.example", r2}, "y\r\n");
+  EXPECT_EQ(s.c.timeout_ms(), s.cfg.mail_timeout_ms);
+  s.c.feed("250 2.1.0 ok\r\n250 2.1.5 ok\r\n");
+  EXPECT_EQ(s.c.timeout_ms(), s.cfg.data_done_timeout_ms);
+  s.c.feed("250 2.0.0 first\r\n");
+  ASSERT_EQ(s.h.results.size(), 1u);
+  EXPECT_TRUE(s.h.results[0].delivered);
+  EXPECT_EQ(s.c.timeout_ms(), s.cfg.rset_timeout_ms);  // the second's RSET comes first
+  s.c.feed("250 2.0.0 reset\r\n250 2.1.0 ok\r\n");
+  s.h.rcpt_codes.clear();
+  EXPECT_EQ(s.c.timeout_ms(), s.cfg.rcpt_timeout_ms);
+  s.c.feed("250 2.1.5 ok\r\n550 5.1.1 no\r\n");
+  EXPECT_EQ(s.h.rcpt_codes, (std::vector<std::uint16_t>{250, 550}));
+  s.c.feed("250 2.0.0 second\r\n");
+  ASSERT_EQ(s.h.results.size(), 2u);
+  EXPECT_TRUE(s.h.results[1].delivered);
+  EXPECT_EQ(s.h.results[1].accepted, 1u);
+  EXPECT_EQ(s.h.data_texts[1], "second");
+  EXPECT_TRUE(s.c.ready());
+}
+
+TEST(ClientPipeline, RefusedRsetEndsWhatIsInFlightAsATemporaryFailure) {
+  Scripted s(in_flight(4));
+  greet(s, "");
+  const std::string_view r[] = {"b@x.test"};
+  start_one(s.c, Envelope{"a@c.example", r}, "x\r\n");
+  start_one(s.c, Envelope{"a@c.example", r}, "y\r\n");
+  s.c.feed("250 ok\r\n250 ok\r\n250 first\r\n500 5.5.1 what RSET\r\n");
+  ASSERT_EQ(s.h.results.size(), 2u);
+  EXPECT_TRUE(s.h.results[0].delivered);
+  EXPECT_FALSE(s.h.results[1].delivered);
+  EXPECT_EQ(s.h.results[1].data.code, 451);  // not the 500: the message was never refused
+  EXPECT_EQ(s.h.results[1].ending, Ending::protocol);
+  EXPECT_TRUE(s.c.closed());
+}
+
+TEST(ClientPipeline, ALocalRefusalBehindOthersIsReportedAtOnce) {
+  Scripted s(in_flight(4));
+  greet(s, "250-SIZE 10\r\n");
+  const std::string_view r[] = {"b@x.test"};
+  start_one(s.c, Envelope{"a@c.example", r}, "x\r\n");
+  ASSERT_TRUE(s.c.send_message(Envelope{"a@c.example", r}, 100));  // over SIZE 10
+  ASSERT_EQ(s.h.results.size(), 1u);
+  EXPECT_EQ(s.h.results[0].ending, Ending::refused_local);
+  EXPECT_EQ(s.sent(), "");  // nothing written for it
+  EXPECT_EQ(s.c.transactions_in_flight(), 1u);
+  s.c.feed("250 ok\r\n250 ok\r\n250 first\r\n");
+  ASSERT_EQ(s.h.results.size(), 2u);
+  EXPECT_TRUE(s.h.results[1].delivered);
+  EXPECT_TRUE(s.c.ready());
 }
 
 }  // namespace
