@@ -303,6 +303,7 @@ def run_one(system, args, run_dir, r):
     res = {"system": system, "messages": messages, "sink_cmd": sink_cmd}
     sink, words = start_ready(sink_cmd, os.path.join(run_dir, "sink.log"), "ringmta-sink")
     relay = pf = poller = None
+    rm = {}
     try:
         sink_port = word_after(words, "on")[1]
         sink_metrics = word_after(words, "metrics")
@@ -371,11 +372,13 @@ def run_one(system, args, run_dir, r):
             time.sleep(args.poll_interval / 2)
         cpu1 = cpu()
         sink_cpu1 = proc_cpu(sink.pid) if sink.poll() is None else None
+        sink_hs_cpu = None
         if args.tls:
             try:
                 sm = scrape(sink_metrics)
                 res["tls"] = {"sink_handshakes": tls_outcomes(
                     sm, "ringmta_sink_tls_handshakes_total")}
+                sink_hs_cpu = micro_to_s(sm.get(SINK_HS_CPU))
             except OSError as e:
                 problems.append(f"ringmta-sink /metrics: {e}")
         time.sleep(2 * args.poll_interval)     # one more sample: late extras show up
@@ -475,6 +478,10 @@ def run_one(system, args, run_dir, r):
         res["server_cpu_us_per_msg"] = used * 1e6 / n if used is not None and n else None
     if sink_cpu1 is not None:
         res["sink_cpu_us_per_msg"] = (sink_cpu1 - sink_cpu0) * 1e6 / n if n else None
+    if args.tls:
+        res["tls_handshake_cpu"] = handshake_cpu_shares(
+            system, res, lg, rm, sink_hs_cpu,
+            sink_cpu1 - sink_cpu0 if sink_cpu1 is not None else None)
 
     queued = 0        # still in the relay's spool / Postfix's queue after the run
     if system == "ringmta":
@@ -566,6 +573,67 @@ TLS_OUTCOMES = ("full", "resumed", "failed")
 def tls_outcomes(metrics, name):
     """{full, resumed, failed: n} of a TLS handshake counter in a scrape()."""
     return {o: metrics.get(f'{name}{{outcome="{o}"}}', 0.0) for o in TLS_OUTCOMES}
+
+
+SINK_HS_CPU = "ringmta_sink_tls_handshake_cpu_microseconds_total"
+RELAY_HS_CPU = "ringmta_relay_tls_handshake_cpu_microseconds_total"
+RELAY_OUT_HS_CPU = "ringmta_relay_outbound_tls_handshake_cpu_microseconds_total"
+POSTFIX_HS_CPU = ("not measured: Postfix's smtpd, smtp and tlsmgr export no handshake CPU "
+                  "time (its maillog has the handshakes, not their cost)")
+
+
+def micro_to_s(v):
+    return v / 1e6 if v is not None else None
+
+
+def hs_share(cpu_s, process_cpu_s, handshakes):
+    """One process's handshake CPU: seconds, of its CPU seconds over the run, per handshake."""
+    return {"handshake_cpu_s": cpu_s, "process_cpu_s": process_cpu_s,
+            "share": ratio(cpu_s, process_cpu_s), "handshakes": handshakes,
+            "cpu_us_per_handshake": cpu_s * 1e6 / handshakes
+            if cpu_s is not None and handshakes else None}
+
+
+def handshake_cpu_shares(system, res, lg, rm, sink_hs_cpu, sink_cpu_s):
+    """--tls: what TLS handshakes cost each process of a run, as a share of its CPU time.
+    The relay's counters are read after the run from its /metrics (it started with the run,
+    so they cover the same window as its CPU time); the loadgen's come from its JSON."""
+    t = res.get("tls", {})
+    counts = lg.get("counts", {})
+    out = {
+        "sink": hs_share(sink_hs_cpu, sink_cpu_s, sum(t.get("sink_handshakes", {}).values())),
+        "loadgen": hs_share(counts.get("tls_handshake_cpu_ns", 0) / 1e9
+                            if "tls_handshake_cpu_ns" in counts else None,
+                            res.get("loadgen_cpu_s"), counts.get("tls_handshakes")),
+    }
+    if system == "ringmta":
+        # Inbound and outbound also apart: each hop's figures stand on their own.
+        cpu = res.get("server_cpu_s")
+        hops = {"inbound": hs_share(micro_to_s(rm.get(RELAY_HS_CPU)), cpu,
+                                    sum(t.get("relay_inbound_handshakes", {}).values())),
+                "outbound": hs_share(micro_to_s(rm.get(RELAY_OUT_HS_CPU)), cpu,
+                                     sum(t.get("relay_outbound_tls", {}).values()))}
+        both = [h["handshake_cpu_s"] for h in hops.values()]
+        out["relay"] = hs_share(sum(both) if None not in both else None, cpu,
+                                sum(h["handshakes"] for h in hops.values()))
+        for hop, h in hops.items():
+            out["relay"].update({f"{hop}_{k}": v for k, v in h.items() if k != "process_cpu_s"})
+    elif system == "postfix":
+        out["relay"] = POSTFIX_HS_CPU
+    return out
+
+
+def hs_share_text(hc):
+    """ "relay 12.3% sink 8.1% loadgen 9.0%" for a run's (or the medians') shares."""
+    parts = []
+    for who in ("relay", "sink", "loadgen"):
+        v = hc.get(who)
+        if isinstance(v, str):
+            parts.append(f"{who} not measured")
+        elif v is not None:
+            share = v.get("share")
+            parts.append(f"{who} {fmt(share * 100 if share is not None else None, '.1f')}%")
+    return " ".join(parts)
 
 
 def ktls_available():
@@ -710,7 +778,10 @@ def main():
                           f"{fmt(res.get('delivery_p99_ms'), '.1f')} ms  queue delay "
                           f"p50/p99 {fmt(qd.get('p50_ms'), '.1f')}/"
                           f"{fmt(qd.get('p99_ms'), '.1f')} ms"
-                          f"{'  ' + res['warning'] if res.get('warning') else ''}", flush=True)
+                          f"{'  ' + res['warning'] if res.get('warning') else ''}"
+                          + (f"  TLS handshake share of CPU: "
+                             f"{hs_share_text(res['tls_handshake_cpu'])}"
+                             if res.get("tls_handshake_cpu") else ""), flush=True)
                 for prob in res["problems"]:
                     print(f"round {r} {system:8s} PROBLEM: {prob}", flush=True)
     except UsageError as e:
@@ -831,8 +902,42 @@ def main():
                      f"(resumed {int(lgc.get('tls_resumed', 0))})")
             print(line)
         print(f"  kTLS: {tls_summary['ktls']}")
-        print("  handshake share of CPU: not measured (compare CPU/msg with a run without "
-              "--tls on the same machine)")
+        print("  handshake share of CPU (median of the runs without problems; handshake CPU "
+              "time from each process's counters / its CPU time over the run):")
+        shares = tls_summary["handshake_cpu_share"] = {}
+        for system in systems:
+            mine = [x["tls_handshake_cpu"] for x in runs if x["system"] == system
+                    and x.get("tls_handshake_cpu") and not x["problems"]]
+            med_hs = {}
+            for who in ("relay", "sink", "loadgen"):
+                got = [hc[who] for hc in mine if who in hc]
+                if got and isinstance(got[0], str):
+                    med_hs[who] = got[0]
+                elif got:
+                    med_hs[who] = {k: spread([g.get(k) for g in got]) for k in got[0]}
+            shares[system] = med_hs
+            line = f"    {system:8s} " + (hs_share_text(
+                {who: v if isinstance(v, str) else {"share": v["share"]["median"]}
+                 for who, v in med_hs.items()}) if med_hs else "no run completed")
+            print(line)
+            for who, hops in (("relay", ("inbound_", "outbound_")), ("sink", ("",)),
+                              ("loadgen", ("",))):
+                v = med_hs.get(who)
+                if not isinstance(v, dict):
+                    continue
+                parts = []
+                for hop in hops:
+                    share = v[f"{hop}share"]["median"]
+                    parts.append(
+                        f"{hop.rstrip('_') + ' ' if hop else ''}"
+                        f"{fmt(v[f'{hop}handshake_cpu_s']['median'], '.3f')} s "
+                        f"({fmt(share * 100 if share is not None else None, '.1f')}%) in "
+                        f"{fmt(v[f'{hop}handshakes']['median'], '.0f')} handshakes, "
+                        f"{fmt(v[f'{hop}cpu_us_per_handshake']['median'], '.0f')} us each")
+                print(f"             {who} ({fmt(v['process_cpu_s']['median'], '.2f')} s CPU): "
+                      f"{'; '.join(parts)}")
+            if isinstance(med_hs.get("relay"), str):
+                print(f"             relay: {med_hs['relay']}")
 
     problems = [f"round {x['round']} {x['system']}: {p}" for x in runs for p in x["problems"]]
     if interrupted:

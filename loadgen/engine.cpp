@@ -53,7 +53,7 @@ struct ThreadStats {
   std::uint64_t warmup_messages = 0, interrupted = 0;
   std::uint64_t recipients_accepted = 0, recipients_rejected = 0, bytes_sent = 0;
   std::uint64_t connections_opened = 0, pipelined = 0, bdat = 0;
-  std::uint64_t tls_handshakes = 0, tls_resumed = 0;
+  std::uint64_t tls_handshakes = 0, tls_resumed = 0, tls_handshake_cpu_ns = 0;
   std::uint64_t waited = 0, max_wait_ns = 0;
   std::array<std::uint64_t, kConnErrorCount> conn_errors{};
   std::vector<ReplyCount> replies;
@@ -116,6 +116,8 @@ class ClientConn final : public io::ConnectionHandler, public smtp::ClientHandle
   // STARTTLS: the session dropped everything behind the 220; TLS takes over from here.
   void start_tls();
   void check_tls();
+  // The handshake ended (done, failed or timed out): its CPU time into the figures, once.
+  void count_handshake_cpu();
   void finish(const smtp::TransactionResult& r, std::uint64_t t_final);
 
   LoadThread& t_;
@@ -139,6 +141,7 @@ class ClientConn final : public io::ConnectionHandler, public smtp::ClientHandle
   io::Timer think_;
   std::unique_ptr<io::TlsStream> tls_;  // after STARTTLS
   bool tls_up_ = false;
+  bool tls_cpu_counted_ = false;
   bool tls_sending_ = false;        // the send in flight is TLS ciphertext
   bool tls_body_pending_ = false;   // the body is in ciphertext not yet sent
   std::uint64_t t_tls_ = 0;
@@ -297,6 +300,7 @@ void ClientConn::check_tls() {
     if (t_.counting(t)) t_.stats().latency[static_cast<int>(Phase::tls)].record(t - t_tls_);
     ++t_.stats().tls_handshakes;
     if (tls_->info().resumed) ++t_.stats().tls_resumed;
+    count_handshake_cpu();
     session_.tls_started();  // EHLO again, over TLS
     return;
   }
@@ -304,9 +308,16 @@ void ClientConn::check_tls() {
     if (!tls_up_) {
       session_error_ = true;
       session_why_ = ConnError::tls;
+      count_handshake_cpu();
     }
     session_.on_connection_lost();
   }
+}
+
+void ClientConn::count_handshake_cpu() {
+  if (tls_cpu_counted_) return;
+  tls_cpu_counted_ = true;
+  t_.stats().tls_handshake_cpu_ns += tls_->handshake_cpu_ns();
 }
 
 void ClientConn::after_input() {
@@ -549,6 +560,7 @@ void ClientConn::on_timeout(io::Connection&) {
   if (tls_ && !tls_up_) {
     session_error_ = true;  // the handshake did not finish in time
     session_why_ = ConnError::tls;
+    count_handshake_cpu();
   }
   session_.on_timeout();
   after_input();
@@ -910,6 +922,7 @@ Results run_load(const LoadConfig& config, const MessageFactory& factory, Progre
     res.bdat_transactions += s.bdat;
     res.tls_handshakes += s.tls_handshakes;
     res.tls_resumed += s.tls_resumed;
+    res.tls_handshake_cpu_ns += s.tls_handshake_cpu_ns;
     res.waited_for_connection += s.waited;
     res.max_connection_wait_ns = std::max(res.max_connection_wait_ns, s.max_wait_ns);
     for (std::size_t i = 0; i < kConnErrorCount; ++i) res.conn_errors[i] += s.conn_errors[i];

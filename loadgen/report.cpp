@@ -251,6 +251,8 @@ void write_summary(std::ostream& out, const Results& r) {
       << " transactions pipelined, " << r.bdat_transactions << " with BDAT";
   if (r.tls_handshakes > 0) {
     out << "; " << r.tls_handshakes << " TLS handshakes, " << r.tls_resumed << " resumed";
+    out << printf_string(", %.3fs CPU in handshakes",
+                         static_cast<double>(r.tls_handshake_cpu_ns) / 1e9);
   }
   out << "\n";
   if (open) {
@@ -308,6 +310,7 @@ void write_json(std::ostream& out, const Results& r) {
   counts["bdat_transactions"] = r.bdat_transactions;
   counts["tls_handshakes"] = r.tls_handshakes;
   counts["tls_resumed"] = r.tls_resumed;
+  counts["tls_handshake_cpu_ns"] = r.tls_handshake_cpu_ns;
   counts["waited_for_connection"] = r.waited_for_connection;
 
   Json replies = Json::object();

@@ -82,6 +82,8 @@ struct Results {
   // --starttls: handshakes that completed, and how many of them resumed a session.
   std::uint64_t tls_handshakes = 0;
   std::uint64_t tls_resumed = 0;
+  // Thread CPU time the loadgen spent in TLS handshakes (all of them, failed ones too).
+  std::uint64_t tls_handshake_cpu_ns = 0;
   // Open loop: messages that waited for a free connection (the cap was reached) and the
   // longest such wait; the wait is part of their transaction latency.
   std::uint64_t waited_for_connection = 0;

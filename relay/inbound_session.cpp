@@ -636,18 +636,23 @@ void InboundSession::start_tls() {
   tls_ = std::make_unique<io::TlsStream>(*thread_.shared().tls);
 }
 
+void InboundSession::count_handshake(M::tls_handshakes_total_outcome outcome) {
+  if (tls_counted_) return;  // a failed stream can be fed again before the close
+  tls_counted_ = true;
+  thread_.metrics().inc(M::tls_handshakes_total[outcome]);
+  thread_.metrics().inc(M::tls_handshake_cpu_microseconds_total, tls_->handshake_cpu_us());
+}
+
 void InboundSession::check_tls() {
   using O = M::tls_handshakes_total_outcome;
   if (!tls_up_ && tls_->established()) {
     tls_up_ = true;
-    thread_.metrics().inc(M::tls_handshakes_total[tls_->info().resumed ? O::resumed : O::full]);
+    count_handshake(tls_->info().resumed ? O::resumed : O::full);
     session_.tls_started();  // the state after the banner: EHLO again
     return;
   }
   if (tls_->status() == io::TlsStatus::failed || tls_->status() == io::TlsStatus::closed) {
-    if (!tls_up_ && tls_->status() == io::TlsStatus::failed) {
-      thread_.metrics().inc(M::tls_handshakes_total[O::failed]);
-    }
+    if (!tls_up_ && tls_->status() == io::TlsStatus::failed) count_handshake(O::failed);
     // Send what the stream holds (an alert), nothing more from the session, then close.
     tls_->discard_input();
     close_after_output_ = true;
@@ -763,7 +768,7 @@ void InboundSession::on_sent(io::Connection&, std::size_t bytes) {
 void InboundSession::on_timeout(io::Connection&) {
   if (tls_ && !tls_up_) {
     // The handshake did not finish in time: no reply can be sent in either form.
-    thread_.metrics().inc(M::tls_handshakes_total[M::tls_handshakes_total_outcome::failed]);
+    count_handshake(M::tls_handshakes_total_outcome::failed);
     conn_.close();
     return;
   }

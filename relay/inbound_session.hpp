@@ -185,10 +185,13 @@ class InboundSession final : public io::ConnectionHandler, public smtp::ServerHa
   // ciphertext; the session reads the stream's plaintext, and bodies are copied).
   std::unique_ptr<io::TlsStream> tls_;
   bool tls_up_ = false;
+  bool tls_counted_ = false;  // the handshake's outcome is in the metrics
   bool tls_sending_ = false;
   bool tls_failed_ = false;
   void start_tls();
   void check_tls();
+  // The handshake ended (done, failed or timed out): its outcome and CPU time, once.
+  void count_handshake(RelayMetrics::tls_handshakes_total_outcome outcome);
   // --test-accept-delay: the 250 waits on this timer.
   io::Timer accept_delay_;
   char ok_text_[64] = {};

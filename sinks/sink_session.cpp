@@ -365,21 +365,25 @@ void SinkSession::start_tls() {
   tls_start_ns_ = now_ns();
 }
 
+void SinkSession::count_handshake(M::tls_handshakes_total_outcome outcome) {
+  if (tls_counted_) return;  // a failed stream can be fed again before the close
+  tls_counted_ = true;
+  thread_.metrics().inc(M::tls_handshakes_total[outcome]);
+  thread_.metrics().inc(M::tls_handshake_cpu_microseconds_total, tls_->handshake_cpu_us());
+}
+
 void SinkSession::check_tls() {
   using O = M::tls_handshakes_total_outcome;
   if (!tls_up_ && tls_->established()) {
     tls_up_ = true;
-    const bool resumed = tls_->info().resumed;
-    thread_.metrics().inc(M::tls_handshakes_total[resumed ? O::resumed : O::full]);
+    count_handshake(tls_->info().resumed ? O::resumed : O::full);
     thread_.metrics().observe(M::tls_handshake_seconds, now_ns() - tls_start_ns_);
     thread_.metrics().add(M::tls_sessions_active, 1);
     session_.tls_started();  // the state after the banner: EHLO again
     return;
   }
   if (tls_->status() == io::TlsStatus::failed || tls_->status() == io::TlsStatus::closed) {
-    if (!tls_up_ && tls_->status() == io::TlsStatus::failed) {
-      thread_.metrics().inc(M::tls_handshakes_total[O::failed]);
-    }
+    if (!tls_up_ && tls_->status() == io::TlsStatus::failed) count_handshake(O::failed);
     // Send what the stream holds (an alert), nothing more from the session, then close.
     tls_->discard_input();
     mark_disconnect();
@@ -516,7 +520,7 @@ void SinkSession::on_sent(io::Connection&, std::size_t bytes) {
 void SinkSession::on_timeout(io::Connection&) {
   if (tls_ && !tls_up_) {
     // The handshake did not finish in time: no reply can be sent in either form.
-    thread_.metrics().inc(M::tls_handshakes_total[M::tls_handshakes_total_outcome::failed]);
+    count_handshake(M::tls_handshakes_total_outcome::failed);
     conn_.close();
     return;
   }

@@ -116,6 +116,8 @@ class SinkSession final : public io::ConnectionHandler, public smtp::ServerHandl
   void start_tls();
   // After ciphertext was fed: handshake done (the session starts over) or failed.
   void check_tls();
+  // The handshake ended (done, failed or timed out): its outcome and CPU time, once.
+  void count_handshake(SinkMetrics::tls_handshakes_total_outcome outcome);
 
   SinkThread& thread_;
   const ListenerRuntime& listener_;
@@ -123,7 +125,8 @@ class SinkSession final : public io::ConnectionHandler, public smtp::ServerHandl
   smtp::ServerSession session_;
   std::vector<io::Slice> held_;  // received, not yet consumed (the session was waiting)
   std::unique_ptr<io::TlsStream> tls_;  // after STARTTLS
-  bool tls_up_ = false;                 // handshake completed (counted)
+  bool tls_up_ = false;                 // handshake completed
+  bool tls_counted_ = false;            // its outcome is in the metrics
   bool tls_sending_ = false;            // the send in flight is TLS ciphertext
   std::uint64_t tls_start_ns_ = 0;
   std::size_t held_bytes_ = 0;

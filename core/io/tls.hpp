@@ -118,6 +118,13 @@ class TlsStream {
   // Why the stream failed (OpenSSL's reason, or the peer's alert), "" otherwise.
   const std::string& error() const { return error_; }
   TlsInfo info() const;
+  // Thread CPU time spent in the handshake (SSL_do_handshake calls while handshaking), so
+  // far: final once established or failed. A TLS 1.3 client reads its session tickets later,
+  // with the data (SSL_read): that part is not in here.
+  std::uint64_t handshake_cpu_ns() const { return handshake_cpu_ns_; }
+  // The same, rounded to microseconds (what the *_handshake_cpu_microseconds_total metrics
+  // count: their slots hold integers).
+  std::uint64_t handshake_cpu_us() const { return (handshake_cpu_ns_ + 500) / 1000; }
 
   // Decrypted bytes not yet consumed by the caller.
   std::string_view plaintext() const;
@@ -143,6 +150,8 @@ class TlsStream {
   std::size_t pending_output() const;
 
  private:
+  // SSL_do_handshake, its thread CPU time added to handshake_cpu_ns_.
+  int do_handshake();
   void normalize();
   void drain_output();
   void pump_read();
@@ -160,6 +169,7 @@ class TlsStream {
   unsigned flight_ = 0;
   std::size_t flight_pos_ = 0; // bytes of out_[flight_] already sent
   bool in_flight_ = false;
+  std::uint64_t handshake_cpu_ns_ = 0;
 };
 
 // Whether the kernel can take over the record layer (kTLS: the "tls" upper-layer protocol

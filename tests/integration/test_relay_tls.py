@@ -183,6 +183,11 @@ def test_loadgen_over_starttls_every_message_delivered_unchanged(relay, sink, lo
     assert set(got) == set(ok)
     assert all(got[i].sha256 == ok[i].sha256 for i in ok)
     assert lg.json["counts"].get("tls_handshakes", 8) >= 1
+    rm = scrape(r.metrics_addr)
+    handshakes = sum(metric(rm, "ringmta_relay_tls_handshakes_total", outcome=o)
+                     for o in ("full", "resumed"))
+    assert handshakes == lg.json["counts"]["tls_handshakes"]
+    assert metric(rm, "ringmta_relay_tls_handshake_cpu_microseconds_total") > 0
 
 
 def test_bad_tls_and_auth_configuration_exits_2(tmp_path, test_ca, users):

@@ -80,6 +80,15 @@ def test_tls12_and_resumption_with_smtplib(sink, test_ca):
     m = scrape(s.metrics_addr)
     assert metric(m, "ringmta_sink_tls_handshakes_total", outcome="full") == 1
     assert metric(m, "ringmta_sink_tls_handshakes_total", outcome="resumed") == 2
+    cpu_us = metric(m, "ringmta_sink_tls_handshake_cpu_microseconds_total")
+    assert cpu_us > 0
+    # A plaintext session costs no handshake CPU.
+    with smtplib.SMTP(HOST, s.port, timeout=10) as c:
+        c.ehlo()
+        assert c.noop()[0] == 250
+    m = scrape(s.metrics_addr)
+    assert metric(m, "ringmta_sink_sessions_total") == 4
+    assert metric(m, "ringmta_sink_tls_handshake_cpu_microseconds_total") == cpu_us
 
 
 def test_swaks_tls(sink, tmp_path, test_ca):
@@ -200,6 +209,7 @@ def test_loadgen_starttls_accounting_and_resumption(sink, loadgen, tmp_path, tes
     assert j["latency"]["tls"]["count"] == n
     assert j["latency"]["tls"]["min_ns"] > 0
     assert c["tls_handshakes"] == n
+    assert c["tls_handshake_cpu_ns"] > 0
     assert "TLS handshakes" in r.stdout()
     m = scrape(s.metrics_addr)
     full = metric(m, "ringmta_sink_tls_handshakes_total", outcome="full")

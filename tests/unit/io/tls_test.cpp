@@ -1,6 +1,7 @@
 // TlsStream client and server wired back to back in memory: handshakes (TLS 1.2 and 1.3),
 // data both ways, resumption through the client's TlsSessionCache, verification failures,
-// the send-buffer contract (a view stays put until sent) and bad certificate files.
+// the send-buffer contract (a view stays put until sent), the handshake's CPU time and bad
+// certificate files.
 #include "core/io/tls.hpp"
 
 #include <gtest/gtest.h>
@@ -95,12 +96,22 @@ TEST_F(Tls, HandshakeAndDataBothWaysTls13) {
   auto cctx = TlsContext::client({});
   TlsStream server(*sctx);
   TlsStream client(*cctx, nullptr, "localhost");
+  EXPECT_EQ(server.handshake_cpu_ns(), 0u);
+  EXPECT_EQ(client.handshake_cpu_ns(), 0u);
   client.start();
   shuttle(client, server);
   ASSERT_TRUE(client.established()) << client.error();
   ASSERT_TRUE(server.established()) << server.error();
   EXPECT_STREQ(client.info().version, "TLSv1.3");
   EXPECT_FALSE(client.info().resumed);
+  // Handshake CPU time, only what is certain: a full handshake (key exchange, signature, its
+  // check) costs both sides some, and the data below adds none. How much, and whether a
+  // resumed handshake costs less, depends on the machine's load: not asserted.
+  const std::uint64_t client_cpu = client.handshake_cpu_ns();
+  const std::uint64_t server_cpu = server.handshake_cpu_ns();
+  EXPECT_GT(client_cpu, 0u);
+  EXPECT_GT(server_cpu, 0u);
+  EXPECT_EQ(client.handshake_cpu_us(), (client_cpu + 500) / 1000);
   ASSERT_TRUE(client.write("EHLO x\r\n"));
   shuttle(client, server);
   EXPECT_EQ(server.plaintext(), "EHLO x\r\n");
@@ -113,6 +124,8 @@ TEST_F(Tls, HandshakeAndDataBothWaysTls13) {
   server.close_notify();
   shuttle(client, server);
   EXPECT_EQ(client.status(), TlsStatus::closed);
+  EXPECT_EQ(client.handshake_cpu_ns(), client_cpu);
+  EXPECT_EQ(server.handshake_cpu_ns(), server_cpu);
 }
 
 TEST_F(Tls, ResumptionWithTheSessionCache) {
@@ -183,6 +196,11 @@ TEST_F(Tls, VerificationAgainstTheRightAndTheWrongAnchor) {
     EXPECT_NE(client.error().find("certificate verify failed"), std::string::npos)
         << client.error();
     EXPECT_EQ(server.status(), TlsStatus::failed) << "the alert reached the server";
+    // The client made its key share (start) before the check failed: CPU time, final now.
+    const std::uint64_t cpu = client.handshake_cpu_ns();
+    EXPECT_GT(cpu, 0u);
+    client.feed("more bytes");
+    EXPECT_EQ(client.handshake_cpu_ns(), cpu);
   }
 }
 

@@ -217,6 +217,21 @@ TEST(Report, SaturatedLoadgenIsFlagged) {
   EXPECT_EQ(summary(r).find("saturated"), std::string::npos);
 }
 
+TEST(Report, TlsHandshakesAndTheirCpuTime) {
+  Results r = sample_results();
+  r.tls_handshakes = 21;
+  r.tls_resumed = 20;
+  r.tls_handshake_cpu_ns = 12'345'678;
+  const std::string s = summary(r);
+  EXPECT_TRUE(has_line(s,
+                       "  Connections  21 opened; 10003 transactions pipelined, 0 with BDAT; 21 "
+                       "TLS handshakes, 20 resumed, 0.012s CPU in handshakes"))
+      << s;
+  const Json c = json_of(r)["counts"];
+  EXPECT_EQ(c["tls_handshakes"], 21);
+  EXPECT_EQ(c["tls_handshake_cpu_ns"], 12'345'678);
+}
+
 TEST(Report, JsonHasEveryFigure) {
   const Results r = sample_results();
   const Json j = json_of(r);
@@ -250,6 +265,7 @@ TEST(Report, JsonHasEveryFigure) {
   EXPECT_EQ(c["bdat_transactions"], 0);
   EXPECT_EQ(c["tls_handshakes"], 0);
   EXPECT_EQ(c["tls_resumed"], 0);
+  EXPECT_EQ(c["tls_handshake_cpu_ns"], 0);
   EXPECT_EQ(c["waited_for_connection"], 3);
 
   EXPECT_EQ(j["replies"], (Json{{"250 2.0.0", 10000}, {"451 4.3.0", 1}, {"554 5.6.0", 1}}));
