@@ -102,18 +102,39 @@ void OutboundConnection::start_tls() {
   tls_->start();  // the ClientHello, sent by flush()
 }
 
+void OutboundConnection::count_tls(M::outbound_tls_total_outcome outcome) {
+  // Once per connection (a failed stream may be fed again before the close): the outcome,
+  // the handshake's CPU time, and one log line, as Postfix's "TLS connection established"
+  // (per connection, never per message; the transactions over it inherit the outcome).
+  if (tls_counted_) return;
+  tls_counted_ = true;
+  queue_.metrics().inc(M::outbound_tls_total[outcome]);
+  queue_.metrics().inc(M::outbound_tls_handshake_cpu_microseconds_total, tls_->handshake_cpu_us());
+  const std::string& dest = queue_.destination(dest_).pattern;
+  if (outcome == M::outbound_tls_total_outcome::failed) {
+    std::fprintf(stderr, "ringmta-relay: outbound TLS to %s (%s) failed: %s\n", hop_text_.c_str(),
+                 dest.c_str(), close_reason_.c_str());
+    return;
+  }
+  const io::TlsInfo& info = tls_->info();
+  std::fprintf(stderr, "ringmta-relay: outbound TLS to %s (%s): %s %s, %s, certificate %s\n",
+               hop_text_.c_str(), dest.c_str(), info.version, info.cipher,
+               info.resumed ? "resumed" : "full handshake",
+               queue_.tls_verify() ? "verified" : "not verified");
+}
+
 void OutboundConnection::check_tls() {
   using O = M::outbound_tls_total_outcome;
   if (!tls_up_ && tls_->established()) {
     tls_up_ = true;
-    queue_.metrics().inc(M::outbound_tls_total[tls_->info().resumed ? O::resumed : O::full]);
+    count_tls(tls_->info().resumed ? O::resumed : O::full);
     session_->tls_started();  // EHLO again, over TLS
     return;
   }
   if (tls_->status() == io::TlsStatus::failed || tls_->status() == io::TlsStatus::closed) {
     if (!tls_up_) {
-      queue_.metrics().inc(M::outbound_tls_total[O::failed]);
       close_reason_ = "4.7.5 TLS handshake with " + hop_text_ + " failed: " + tls_->error();
+      count_tls(O::failed);
     }
     tls_->discard_input();
     if (conn_ != nullptr) conn_->close();
@@ -168,7 +189,7 @@ void OutboundConnection::on_timeout(io::Connection& c) {
   }
   if (tls_ && !tls_up_) {
     close_reason_ = "4.7.5 TLS handshake with " + hop_text_ + " timed out";
-    queue_.metrics().inc(M::outbound_tls_total[M::outbound_tls_total_outcome::failed]);
+    count_tls(M::outbound_tls_total_outcome::failed);
     c.close();
     return;
   }

@@ -20,6 +20,7 @@
 #include "core/io/tls.hpp"
 #include "core/smtp/client_session.hpp"
 #include "relay/queue/queue_manager.hpp"
+#include "relay/relay_metrics.hpp"
 
 namespace ringmta::relay {
 
@@ -128,8 +129,10 @@ class OutboundConnection final : public io::ConnectionHandler, public smtp::Clie
   bool tls_up_ = false;
   bool tls_sending_ = false;
   std::string tls_body_;  // a spool body read for encryption
+  bool tls_counted_ = false;  // the handshake's outcome is in the metrics and the log
   void start_tls();
   void check_tls();
+  void count_tls(RelayMetrics::outbound_tls_total_outcome outcome);
   void flush_tls();
 };
 

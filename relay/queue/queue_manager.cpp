@@ -466,6 +466,8 @@ void QueueManager::connection_quitting(OutboundConnection* c) {
 
 std::uint32_t QueueManager::idle_timeout_ms() const { return config_.delivery.idle_timeout_ms; }
 
+bool QueueManager::tls_verify() const { return config_.delivery.tls_verify; }
+
 void QueueManager::connection_up(OutboundConnection* c) {
   Dest& d = *dests_[c->destination()];
   if (d.connecting > 0) --d.connecting;

@@ -106,6 +106,7 @@ class QueueManager {
   // this thread's last session for resumption.
   void set_tls(const io::TlsContext* tls) { tls_ = tls; }
   const io::TlsContext* tls() const { return tls_; }
+  bool tls_verify() const;  // next hops' certificates are checked (--outbound-tls-verify)
   io::TlsSessionCache& tls_cache(std::uint32_t dest);
   const Destination& destination(std::uint32_t dest) const { return routes_.destinations()[dest]; }
   metrics::ThreadMetrics& metrics() { return metrics_; }

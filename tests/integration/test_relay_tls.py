@@ -244,23 +244,40 @@ def test_outbound_opportunistic_tls_delivers_every_body_unchanged(relay, sink, l
     assert full == metric(sm, "ringmta_sink_tls_handshakes_total", outcome="full")
     assert resumed == metric(sm, "ringmta_sink_tls_handshakes_total", outcome="resumed")
     assert metric(rm, "ringmta_relay_deliveries_total", outcome="deferred") >= 1
+    assert metric(rm, "ringmta_relay_outbound_tls_handshake_cpu_microseconds_total") > 0
+    # One log line per TLS connection with its outcome (never one per message).
+    logged = [l for l in r.stderr().splitlines() if "outbound TLS to" in l]
+    assert len(logged) == full + resumed, logged[:5]
+    assert all(f"127.0.0.1:{s.port} (dest.test): TLSv1." in l and "certificate not verified" in l
+               for l in logged), logged[:5]
+    assert sum("full handshake" in l for l in logged) == full
+
+
+def submit_one(r, msg_id: str) -> None:
+    """One message for x@dest.test through the relay, taken with 250."""
+    with SmtpClient(r.port) as c:
+        c.banner()
+        c.ehlo()
+        _, final = c.send_message("a@client.example", ["x@dest.test"], make_message(msg_id, b"x\r\n"))
+        assert final.code == 250
+
+
+def assert_held(r, tmp_path) -> None:
+    """The message is deferred and still queued; nothing reached the sink."""
+    rm = scrape(r.metrics_addr)
+    assert metric(rm, "ringmta_relay_deliveries_total", outcome="delivered") == 0
+    assert metric(rm, "ringmta_relay_deliveries_total", outcome="deferred") >= 1
+    assert metric(rm, "ringmta_relay_queue_messages") == 1
+    assert read_digest(tmp_path / "digest.log") == []
 
 
 def test_outbound_tls_required_defers_when_the_hop_has_none(relay, sink, tmp_path):
     s = sink("--mode", "digest", "--digest-log", str(tmp_path / "digest.log"))
     r = relay("--metrics", "127.0.0.1:0", "--accept-domain", "dest.test", "--route", f"dest.test=127.0.0.1:{s.port}",
               "--outbound-tls", "required", "--retry-first-delay", "200ms", "--retry-max-delay", "1s")
-    with SmtpClient(r.port) as c:
-        c.banner()
-        c.ehlo()
-        _, final = c.send_message("a@client.example", ["x@dest.test"], make_message("must-be-tls", b"x\r\n"))
-        assert final.code == 250
+    submit_one(r, "must-be-tls")
     time.sleep(1.5)
-    rm = scrape(r.metrics_addr)
-    assert metric(rm, "ringmta_relay_deliveries_total", outcome="delivered") == 0
-    assert metric(rm, "ringmta_relay_deliveries_total", outcome="deferred") >= 1
-    assert metric(rm, "ringmta_relay_queue_messages") == 1
-    assert read_digest(tmp_path / "digest.log") == []
+    assert_held(r, tmp_path)
 
 
 def test_outbound_tls_none_sends_in_plaintext(relay, sink, tmp_path, test_ca):
@@ -275,3 +292,23 @@ def test_outbound_tls_none_sends_in_plaintext(relay, sink, tmp_path, test_ca):
     assert [l.id for l in wait_delivered(tmp_path / "digest.log", 1)] == ["plain-out"]
     sm = scrape(s.metrics_addr)
     assert metric(sm, "ringmta_sink_tls_handshakes_total", outcome="full") == 0
+
+
+def test_outbound_tls_handshake_failure_defers_and_is_logged(relay, sink, tmp_path, test_ca):
+    """A hop whose certificate does not verify (the test CA is not among the system's trust
+    anchors): the handshake fails, the message is deferred with the reason, the failure is
+    counted and logged once per connection."""
+    s = tls_sink(sink, tmp_path, test_ca)
+    r = relay("--metrics", "127.0.0.1:0", "--accept-domain", "dest.test", "--route", f"dest.test=127.0.0.1:{s.port}",
+              "--outbound-tls", "required", "--outbound-tls-verify",
+              "--retry-first-delay", "200ms", "--retry-max-delay", "1s")
+    submit_one(r, "unverified")
+    deadline = time.monotonic() + 10
+    while metric(scrape(r.metrics_addr), "ringmta_relay_outbound_tls_total", outcome="failed") < 2:
+        assert time.monotonic() < deadline, "no second failed handshake (a retry) within 10 s"
+        time.sleep(0.1)
+    assert_held(r, tmp_path)
+    failed = [l for l in r.stderr().splitlines() if "outbound TLS to" in l]
+    assert len(failed) >= 2 and all(
+        f"127.0.0.1:{s.port} (dest.test) failed: 4.7.5 TLS handshake with 127.0.0.1:{s.port} failed" in l
+        for l in failed), failed
