@@ -662,7 +662,8 @@ def main():
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--systems", type=parse_systems, default=list(ALL),
                    help="comma-separated: direct,ringmta,postfix (default all)")
-    p.add_argument("--relay-threads", type=int, default=2)
+    # Half the CPUs: the loadgen and the sink run on the same machine and need the rest.
+    p.add_argument("--relay-threads", type=int, default=max(1, (os.cpu_count() or 2) // 2))
     p.add_argument("--relay-arg", action="append", default=[],
                    help="extra ringmta-relay argument, repeatable (recorded in the JSON)")
     p.add_argument("--postfix-setting", action="append", default=[], type=name_value,
