@@ -402,6 +402,7 @@ def run_one(system, args, run_dir, r):
                 problems.append(f"ringmta-relay /metrics: {e}")
             res["relay_metrics"] = {k: v for k, v in rm.items()
                                     if "deliveries_total" in k or "outbound_connections" in k
+                                    or "outbound_pipelined" in k
                                     or k.startswith("ringmta_relay_queue_")
                                     or k.startswith("ringmta_relay_messages_total")
                                     or "_tls_" in k}
