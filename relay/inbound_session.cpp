@@ -187,6 +187,9 @@ struct InboundSession::Record {
   std::string envelope;
   std::string received;
   std::vector<spool::RecipientView> views;
+  // What was stored, for the queue (views into the session's transaction and `views`,
+  // valid until the session's next transaction, which waits for this one's reply).
+  spool::EnvelopeView stored;
   InboundSession* session = nullptr;  // nullptr: the session is gone, delete when stored
   RelayThread* thread = nullptr;
 
@@ -457,14 +460,13 @@ smtp::Decision InboundSession::on_message(const smtp::MessageInfo& info) {
   e.flags = static_cast<std::uint8_t>(
       (smtputf8_ ? spool::kFlagSmtputf8 : 0) | (info.has_8bit ? spool::kFlag8bit : 0) |
       (dot_line_ || !ends_crlf ? spool::kFlagNeedsTransform : 0));
-  flags_ = e.flags;
-  arrival_unix_ms_ = e.arrival_unix_ms;
   e.ret = ret_;
   e.sender = sender_;
   e.envid = envid_;
   e.client_ip = client_ip_;
   e.helo = helo_;
   e.recipients = r.views;
+  r.stored = e;
   r.envelope.clear();
   const std::uint64_t body = r.received.size() + r.body_bytes;
   if (!spool::encode_envelope(e, body, r.envelope)) {
@@ -572,22 +574,7 @@ void InboundSession::send_ok() {
 void InboundSession::hand_to_queue() {
   Record& r = *rec_;
   QueueManager& q = thread_.queue();
-  QueuedMessage* m = q.new_message();
-  m->id = message_id_;
-  m->arrival_unix_ms = arrival_unix_ms_;
-  m->body_format = format_ == smtp::BodyFormat::raw ? spool::StoredBody::raw
-                                                    : spool::StoredBody::dot_stuffed;
-  m->flags = flags_;
-  m->ret = ret_;
-  m->sender = sender_;
-  m->envid = envid_;
-  m->client_ip = client_ip_;
-  m->helo = helo_;
-  m->rcpt_count = static_cast<std::uint32_t>(rcpt_count_);
-  if (m->rcpts.size() < rcpt_count_) m->rcpts.resize(rcpt_count_);
-  for (std::size_t i = 0; i < rcpt_count_; ++i) {
-    m->rcpts[i].reset(rcpts_[i].address, rcpts_[i].orcpt, rcpts_[i].notify);
-  }
+  QueuedMessage* m = q.new_message(r.stored);
   m->body_length = r.received.size() + r.body_bytes;
   m->segment = spool::SegmentKey{thread_.writer().thread(), r.pm.segment_sequence};
   m->body_offset = r.pm.offset + spool::kHeaderSize + r.envelope.size();

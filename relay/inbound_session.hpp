@@ -178,8 +178,6 @@ class InboundSession final : public io::ConnectionHandler, public smtp::ServerHa
   // the spool writer for good if the connection closes while it is being stored).
   std::unique_ptr<Record> rec_;
   std::uint64_t message_id_ = 0;
-  std::uint64_t arrival_unix_ms_ = 0;
-  std::uint8_t flags_ = 0;
   std::uint64_t eod_ns_ = 0;
   // STARTTLS: the stream once the client asked for it (the receive slices then carry
   // ciphertext; the session reads the stream's plaintext, and bodies are copied).

@@ -226,8 +226,12 @@ void QueueManager::drop_for_test(QueuedMessage* m) {
   maybe_finish(m);
 }
 
-QueuedMessage* QueueManager::from_envelope(const spool::StoredMessage& e) {
-  QueuedMessage* m = new_message();
+namespace {
+
+// The envelope as the session stored it (views) or as recovery read it back (owning): the
+// same fields, the same recipient members.
+template <class StoredEnvelope>
+QueuedMessage* fill_envelope(QueuedMessage* m, const StoredEnvelope& e) {
   m->id = e.id;
   m->arrival_unix_ms = e.arrival_unix_ms;
   m->body_format = e.body_format;
@@ -243,6 +247,16 @@ QueuedMessage* QueueManager::from_envelope(const spool::StoredMessage& e) {
     m->rcpts[i].reset(e.recipients[i].address, e.recipients[i].orcpt, e.recipients[i].notify);
   }
   return m;
+}
+
+}  // namespace
+
+QueuedMessage* QueueManager::new_message(const spool::EnvelopeView& e) {
+  return fill_envelope(new_message(), e);
+}
+
+QueuedMessage* QueueManager::from_envelope(const spool::StoredMessage& e) {
+  return fill_envelope(new_message(), e);
 }
 
 void QueueManager::adopt(spool::LiveMessage&& lm) {
@@ -278,35 +292,40 @@ void QueueManager::route(QueuedMessage* m) {
   }
   pending_rcpts_ += m->pending;
   metrics_.add(M::queue_recipients, m->pending);
-  for (std::uint32_t i = 0; i < m->rcpt_count; ++i) {
-    const QueuedRecipient& first = m->rcpts[i];
-    if (spool::is_final(first.state)) continue;
-    // Skip recipients already in a job (an earlier one of the same destination took them).
-    bool taken = false;
-    for (std::uint32_t k = 0; k < i && !taken; ++k) {
-      taken = !spool::is_final(m->rcpts[k].state) && m->rcpts[k].destination == first.destination;
-    }
-    if (taken) continue;
-    DeliveryJob* j = nullptr;
-    std::uint64_t wait_until = 0;
-    for (std::uint32_t k = i; k < m->rcpt_count; ++k) {
-      const QueuedRecipient& r = m->rcpts[k];
-      if (spool::is_final(r.state) || r.destination != first.destination) continue;
-      if (j == nullptr || j->rcpts.size() >= kMaxJobRecipients) {
-        if (j != nullptr) {
-          if (wait_until > now_unix) defer(j, wait_until - now_unix);
-          else make_ready(j);
-        }
-        j = new_job(m, first.destination);
-        wait_until = 0;
-      }
-      j->rcpts.push_back(k);
-      if (r.state == spool::RecipientState::deferred && r.next_attempt_unix_ms > wait_until) {
-        wait_until = r.next_attempt_unix_ms;  // recovered: its retry time still holds
-      }
-    }
+  // One pass: each recipient joins its destination's open job (a slot per destination, the
+  // last for "no route"); a full job goes out and a new one opens.
+  const std::size_t slots = dests_.size() + 1;
+  if (group_job_.size() < slots) {
+    group_job_.resize(slots, nullptr);
+    group_wait_.resize(slots, 0);
+  }
+  auto send = [&](std::size_t slot) {
+    DeliveryJob* j = group_job_[slot];
+    const std::uint64_t wait_until = group_wait_[slot];
+    group_job_[slot] = nullptr;
+    group_wait_[slot] = 0;
     if (wait_until > now_unix) defer(j, wait_until - now_unix);
     else make_ready(j);
+  };
+  grouped_.clear();
+  for (std::uint32_t k = 0; k < m->rcpt_count; ++k) {
+    const QueuedRecipient& r = m->rcpts[k];
+    if (spool::is_final(r.state)) continue;
+    const std::size_t slot = r.destination == kNoRoute ? dests_.size() : r.destination;
+    if (group_job_[slot] != nullptr && group_job_[slot]->rcpts.size() >= kMaxJobRecipients) {
+      send(slot);
+    }
+    if (group_job_[slot] == nullptr) {
+      group_job_[slot] = new_job(m, r.destination);
+      grouped_.push_back(static_cast<std::uint32_t>(slot));
+    }
+    group_job_[slot]->rcpts.push_back(k);
+    if (r.state == spool::RecipientState::deferred && r.next_attempt_unix_ms > group_wait_[slot]) {
+      group_wait_[slot] = r.next_attempt_unix_ms;  // recovered: its retry time still holds
+    }
+  }
+  for (const std::uint32_t slot : grouped_) {
+    if (group_job_[slot] != nullptr) send(slot);
   }
   --m->holds;
   maybe_finish(m);

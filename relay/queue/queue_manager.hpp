@@ -70,8 +70,10 @@ class QueueManager {
   // and start delivering. Keeps its in-memory body only while the receive buffers are
   // plentiful.
   void accept(QueuedMessage* m);
-  // A pooled message filled from a stored envelope (recipients pending); the caller adds
-  // where it is stored and its body, then accept().
+  // A pooled message with this envelope (recipients pending), as the session stored it or
+  // as recovery read it back; the caller adds where it is stored and its body, then
+  // accept().
+  QueuedMessage* new_message(const spool::EnvelopeView& e);
   QueuedMessage* from_envelope(const spool::StoredMessage& e);
   // A message found in the spool at start.
   void adopt(spool::LiveMessage&& m);
@@ -179,6 +181,11 @@ class QueueManager {
   bool stopping_ = false;
   std::minstd_rand rng_;
   std::vector<std::uint32_t> kicks_;  // destinations with jobs made ready this round
+  // route()'s grouping, one slot per destination (and one for no route): the job being
+  // filled and the latest retry time of its recipients; `grouped_` lists the slots in use.
+  std::vector<DeliveryJob*> group_job_;
+  std::vector<std::uint64_t> group_wait_;
+  std::vector<std::uint32_t> grouped_;
   std::vector<std::uint32_t> changed_;
   std::vector<std::uint32_t> failed_;
   bool write_error_logged_ = false;

@@ -498,7 +498,9 @@ def test_crash_while_delivering_loses_nothing(relay, sink, loadgen, tmp_path, re
     duplicates only for recipients in flight at the kill (delivered, but their outcome not yet
     durable): at most the transactions in flight on the destination's connections plus one
     commit batch."""
-    s = sink("--mode", "digest", "--digest-log", "digest.log", "--delay-end-of-data", "1ms")
+    # 2 ms per end of data: 8 connections drain ~4 messages a millisecond, so the kill (after
+    # 300 are in the sink's log, which it writes every 200 ms) comes well before the end.
+    s = sink("--mode", "digest", "--digest-log", "digest.log", "--delay-end-of-data", "2ms")
     args = ["--metrics", "127.0.0.1:0", "--accept-domain", "dest.test",
             "--route", f"dest.test=127.0.0.1:{s.port}", *FAST_RETRY,
             "--destination-concurrency", "8", "--transactions-in-flight", "8"]
