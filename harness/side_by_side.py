@@ -82,6 +82,23 @@ def cpu_reader(pid):
     return cpu
 
 
+def start_test_sink(kind, sink_bin, smtp_sink, threads):
+    """ringmta-sink (discard mode) or Postfix's smtp-sink on a free loopback port, once its
+    banner is there: (Popen, port). The caller stops it (stop_popen, 10 s)."""
+    port = procs.free_port()
+    if kind == "ringmta-sink":
+        cmd = [sink_bin, "--listen", f"127.0.0.1:{port}", "--threads", str(threads)]
+    else:
+        cmd = [smtp_sink, "-u", "nobody", "-c", f"127.0.0.1:{port}", "1000"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        procs.wait_banner(port, 10.0, alive=lambda: proc.poll() is None, what=kind)
+    except BaseException:
+        stop_popen(proc, 10)
+        raise
+    return proc, port
+
+
 def systems_arg(known, shown, short=()):
     """An argparse type: a comma-separated list of systems out of known, a name in short
     standing for "ringmta-NAME"; an unknown one is refused with the names in shown."""
