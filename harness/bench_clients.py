@@ -17,68 +17,17 @@ Writes results/runs/bench-clients-<time>.json (ignored by git). Exit 0 when ever
 worked, 1 if one failed, 2 on bad usage.
 """
 import argparse
-import json
 import os
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TICK = os.sysconf("SC_CLK_TCK")
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def proc_cpu(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK
-
-
-def wait_banner(port, timeout=10.0):
-    end = time.time() + timeout
-    while time.time() < end:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
-                if s.recv(512).startswith(b"220"):
-                    return
-        except OSError:
-            pass
-        time.sleep(0.05)
-    raise RuntimeError(f"no SMTP banner on port {port}")
-
-
-def start_sink(kind, args):
-    port = free_port()
-    if kind == "ringmta-sink":
-        cmd = [args.sink_bin, "--listen", f"127.0.0.1:{port}", "--threads", str(args.sink_threads)]
-    else:
-        cmd = [args.smtp_sink, "-u", "nobody", "-c", f"127.0.0.1:{port}", "1000"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        wait_banner(port)
-    except RuntimeError:
-        proc.kill()
-        proc.wait()
-        raise
-    return proc, port
-
-
-def stop(proc):
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from ringmta_bench import procs  # noqa: E402
+from side_by_side import (ROOT, missing_binary, start_test_sink, stop_popen,  # noqa: E402
+                          write_record)
 
 
 def client_cmd(kind, port, args):
@@ -91,9 +40,9 @@ def client_cmd(kind, port, args):
 
 
 def run_pair(client, sink, args):
-    sink_proc, port = start_sink(sink, args)
+    sink_proc, port = start_test_sink(sink, args.sink_bin, args.smtp_sink, args.sink_threads)
     try:
-        s0 = proc_cpu(sink_proc.pid)
+        s0 = procs.proc_cpu_s(sink_proc.pid)
         t0 = time.monotonic()
         child = subprocess.Popen(client_cmd(client, port, args), stdout=subprocess.PIPE,
                                  stderr=subprocess.PIPE)
@@ -107,7 +56,7 @@ def run_pair(client, sink, args):
                 raise RuntimeError(f"{client} -> {sink}: timed out")
             time.sleep(0.01)
         wall = time.monotonic() - t0
-        s1 = proc_cpu(sink_proc.pid)
+        s1 = procs.proc_cpu_s(sink_proc.pid)
         out = child.stdout.read().decode(errors="replace")
         err = child.stderr.read().decode(errors="replace")
         code = os.waitstatus_to_exitcode(status)
@@ -116,7 +65,7 @@ def run_pair(client, sink, args):
         if client == "ringmta-loadgen" and f"accepted {args.messages}," not in out:
             raise RuntimeError(f"{client} -> {sink}: not every message accepted:\n{out}")
     finally:
-        stop(sink_proc)
+        stop_popen(sink_proc, 10)
     client_cpu = ru.ru_utime + ru.ru_stime
     return {
         "client": client, "sink": sink, "messages": args.messages, "wall_s": wall,
@@ -141,11 +90,11 @@ def main():
     p.add_argument("--smtp-source", default=shutil.which("smtp-source") or "/usr/sbin/smtp-source")
     p.add_argument("--timeout", type=float, default=600)
     args = p.parse_args()
-    for path in (args.sink_bin, args.loadgen_bin, args.smtp_sink, args.smtp_source):
-        if not os.access(path, os.X_OK):
-            print(f"bench_clients: {path} is not there (cmake --preset release && cmake --build "
-                  f"--preset release; postfix installed)", file=sys.stderr)
-            return 2
+    if missing_binary("bench_clients",
+                      (args.sink_bin, args.loadgen_bin, args.smtp_sink, args.smtp_source),
+                      "cmake --preset release && cmake --build --preset release; "
+                      "postfix installed"):
+        return 2
     pairs = [("ringmta-loadgen", "ringmta-sink"), ("smtp-source", "ringmta-sink"),
              ("ringmta-loadgen", "smtp-sink"), ("smtp-source", "smtp-sink")]
     runs = []
@@ -186,13 +135,9 @@ def main():
     }
     for k, v in ratios.items():
         print(f"  {k}: {v:.2f}")
-    out_dir = os.path.join(ROOT, "results", "runs")
-    os.makedirs(out_dir, exist_ok=True)
-    out = os.path.join(out_dir, time.strftime("bench-clients-%Y%m%dT%H%M%S.json"))
-    with open(out, "w") as f:
-        json.dump({"args": vars(args), "runs": runs, "median": med, "ratios": ratios}, f,
-                  indent=1)
-    print(f"  written to {os.path.relpath(out, ROOT)}")
+    write_record(os.path.join(ROOT, "results", "runs",
+                              time.strftime("bench-clients-%Y%m%dT%H%M%S.json")),
+                 {"args": vars(args), "runs": runs, "median": med, "ratios": ratios})
     return 0
 
 

@@ -36,12 +36,9 @@ not complete within --delivery-timeout; with --fail-below-target also a target n
 2 on bad usage or missing binaries. See docs/bench-relay-delivery.md.
 """
 import argparse
-import json
-import math
 import os
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -50,70 +47,27 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import postfix_peer  # noqa: E402  (harness/postfix_peer.py)
-from bench_relay_accept import (RunFailed, UsageError, check_outcomes, figures,  # noqa: E402
-                                fmt, fs_of, loadgen_cmd, proc_cpu, ratio, spool_count,
-                                spread, stop_relay, wait_banner)
+from ringmta_bench import procs  # noqa: E402
+from ringmta_bench.promscrape import (SINK_ACCEPTED, histogram_quantile,  # noqa: E402
+                                      parse_addr, scrape)
+from ringmta_bench.run import nearest_rank, reaching_times, time_reaching  # noqa: E402
+from side_by_side import (ROOT, RunFailed, UsageError, check_maillog,  # noqa: E402
+                          check_outcomes, cpu_reader, figures, fmt, loadgen_cmd,
+                          make_run_root, median_of, medians, missing_binary, per_round_text,
+                          postfix_skip_reason, print_median_table, print_problems, ratio,
+                          ratios_per_round, remove_postfix_files, remove_queues, rounds_record,
+                          run_loadgen_child, run_problems, run_rounds, spool_count, spread,
+                          start_ready, stop_popen, systems_arg, unwind_on, write_record)
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ALL = ("direct", "ringmta", "postfix")
 DOMAIN = "ringmta.test"          # the loadgen's default --to-domain
 
 
 # ---- child processes -------------------------------------------------------------------
 
-def start_ready(cmd, log_path, what, timeout=15.0):
-    """Start cmd (stdout+stderr to log_path) and wait for its "listening on" line.
-
-    Returns (Popen, the ready line's words). The caller stops it (stop_relay) in a finally.
-    """
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        end = time.monotonic() + timeout
-        while True:
-            with open(log_path, errors="replace") as f:
-                for line in f:
-                    if " listening on " in line:
-                        return proc, line.split()
-            if proc.poll() is not None or time.monotonic() > end:
-                with open(log_path, errors="replace") as f:
-                    raise RunFailed(f"{what}: no ready line (exit {proc.poll()}): "
-                                    f"{f.read().strip()[-400:]}")
-            time.sleep(0.02)
-    except BaseException:
-        stop_relay(proc)
-        raise
-
-
 def word_after(words, key):
     """The HOST:PORT after `key` in a ready line, as (host, port)."""
-    host, _, port = words[words.index(key) + 1].rpartition(":")
-    return host, int(port)
-
-
-def scrape(addr, timeout=2.0):
-    """GET /metrics from (host, port): {series: value} (series with its labels, as written)."""
-    with socket.create_connection(addr, timeout=timeout) as s:
-        s.sendall(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n")
-        chunks = []
-        while True:
-            b = s.recv(65536)
-            if not b:
-                break
-            chunks.append(b)
-    body = b"".join(chunks).decode(errors="replace").split("\r\n\r\n", 1)[-1]
-    out = {}
-    for line in body.splitlines():
-        if line and not line.startswith("#"):
-            name, _, val = line.rpartition(" ")
-            try:
-                out[name] = float(val)
-            except ValueError:
-                pass
-    return out
-
-
-SINK_ACCEPTED = 'ringmta_sink_messages_total{outcome="accepted"}'
+    return parse_addr(words[words.index(key) + 1])
 
 
 class SinkPoller(threading.Thread):
@@ -146,22 +100,9 @@ class SinkPoller(threading.Thread):
         self.join(timeout=5)
 
 
-def time_reaching(samples, k):
-    """When the counter reached k: linear between the last sample below k and the first at
-    or above it (the sink delivers at a steady pace within one poll interval)."""
-    prev = None
-    for t, n in samples:
-        if n >= k:
-            if prev is None or prev[1] >= n:
-                return t
-            return prev[0] + (t - prev[0]) * (k - prev[1]) / (n - prev[1])
-        prev = (t, n)
-    return None
-
-
 def run_loadgen(args, port, run_dir, messages, run_id):
-    """ringmta-loadgen against port with a ledger (bench_relay_accept.run_loadgen has no
-    way to add flags). Returns (loadgen JSON, command, ledger path)."""
+    """ringmta-loadgen against port with a ledger. Returns (loadgen JSON, command, ledger
+    path)."""
     json_path = os.path.join(run_dir, "loadgen.json")
     ledger = os.path.join(run_dir, "ledger.tsv")
     a = argparse.Namespace(**vars(args))
@@ -170,25 +111,11 @@ def run_loadgen(args, port, run_dir, messages, run_id):
     if args.tls:
         cmd.append("--starttls")
     limit = args.run_timeout
-    with open(os.path.join(run_dir, "loadgen.txt"), "w") as out_f:
-        child = subprocess.Popen(cmd, stdout=out_f, stderr=subprocess.STDOUT)
-        try:
-            child.wait(timeout=limit)
-        except subprocess.TimeoutExpired:
-            raise RunFailed(f"ringmta-loadgen still running after {limit:g} s "
-                            f"(--run-timeout)") from None
-        finally:
-            if child.poll() is None:
-                child.kill()
-                child.wait()
-    with open(os.path.join(run_dir, "loadgen.txt"), errors="replace") as f:
-        text = f.read()
-    if child.returncode == 2:
-        raise UsageError(f"ringmta-loadgen refused its arguments: {text.strip()[-400:]}")
-    if child.returncode != 0:
-        raise RunFailed(f"ringmta-loadgen exit {child.returncode}: {text.strip()[-400:]}")
-    with open(json_path) as f:
-        return json.load(f), cmd, ledger
+    try:
+        return run_loadgen_child(cmd, run_dir, json_path, limit), cmd, ledger
+    except subprocess.TimeoutExpired:
+        raise RunFailed(f"ringmta-loadgen still running after {limit:g} s "
+                        f"(--run-timeout)") from None
 
 
 # ---- accounting --------------------------------------------------------------------------
@@ -233,61 +160,16 @@ def reconcile(acked, other, digest_path):
             "delivered_not_acked": not_acked, "unexpected": unexpected}
 
 
-def percentile(sorted_vals, q):
-    if not sorted_vals:
-        return None
-    """Nearest rank."""
-    i = min(len(sorted_vals) - 1, max(0, math.ceil(q / 100.0 * len(sorted_vals)) - 1))
-    return sorted_vals[i]
-
-
 def queue_delay(accept_times, samples):
     """FIFO-equivalent delay of the k-th accepted message: when the sink's counter reached k
     minus the k-th 250 in the ledger. Its mean is the true mean delay (Little's law); its
     percentiles are those of a system that delivers in arrival order."""
     acc = sorted(accept_times)
-    d = []
-    j = 0
-    prev = None
-    for k, ta in enumerate(acc, 1):
-        while j < len(samples) and samples[j][1] < k:
-            prev = samples[j]
-            j += 1
-        if j == len(samples):
-            break
-        t, n = samples[j]
-        if prev is None or prev[1] >= n:
-            td = t
-        else:
-            td = prev[0] + (t - prev[0]) * (k - prev[1]) / (n - prev[1])
-        d.append(td - ta)
-    d.sort()
+    d = sorted(td - ta for ta, td in zip(acc, reaching_times(samples, range(1, len(acc) + 1))))
     if not d:
         return {"p50_ms": None, "p99_ms": None, "mean_ms": None}
-    return {"p50_ms": percentile(d, 50) * 1e3, "p99_ms": percentile(d, 99) * 1e3,
+    return {"p50_ms": nearest_rank(d, 50) * 1e3, "p99_ms": nearest_rank(d, 99) * 1e3,
             "mean_ms": statistics.fmean(d) * 1e3}
-
-
-def histogram_quantile(metrics, name, q):
-    """Quantile q (0-1) of a Prometheus histogram, linear within the bucket (as PromQL's
-    histogram_quantile; the first bucket starts at 0; +Inf gives the last finite bound)."""
-    buckets = []
-    for series, v in metrics.items():
-        if series.startswith(name + '_bucket{le="'):
-            le = series[len(name) + 12:-2]
-            buckets.append((float("inf") if le == "+Inf" else float(le), v))
-    buckets.sort()
-    if not buckets or buckets[-1][1] <= 0:
-        return None
-    rank = q * buckets[-1][1]
-    lo_b, lo_n = 0.0, 0.0
-    for b, n in buckets:
-        if n >= rank:
-            if b == float("inf"):
-                return lo_b
-            return lo_b + (b - lo_b) * ((rank - lo_n) / (n - lo_n) if n > lo_n else 1.0)
-        lo_b, lo_n = b, n
-    return lo_b
 
 
 # ---- one run -------------------------------------------------------------------------------
@@ -323,15 +205,9 @@ def run_one(system, args, run_dir, r):
                                         "ringmta-relay")
             port = word_after(rwords, "on")[1]
             relay_metrics = word_after(rwords, "metrics")
-            wait_banner(port, alive=lambda: relay.poll() is None)
-            last = [0.0]
-
-            def cpu():
-                try:
-                    last[0] = proc_cpu(relay.pid)   # a zombie still has its figures
-                except OSError:
-                    pass
-                return last[0]
+            procs.wait_banner(port, 10.0, alive=lambda: relay.poll() is None,
+                              what="ringmta-relay")
+            cpu = cpu_reader(relay.pid)
         else:
             settings = postfix_peer.relayhost_delivery_settings(sink_port, args.connections)
             if args.tls:
@@ -347,9 +223,10 @@ def run_one(system, args, run_dir, r):
             res.update(postfix_version=pf.version, config_dir=pf.config_dir,
                        postfix_settings=pf.main_cf_settings())
             cpu = pf.cpu_seconds
-        wait_banner(sink_port, alive=lambda: sink.poll() is None)
+        procs.wait_banner(sink_port, 10.0, alive=lambda: sink.poll() is None,
+                          what="ringmta-sink")
 
-        sink_cpu0 = proc_cpu(sink.pid)
+        sink_cpu0 = procs.proc_cpu_s(sink.pid)
         poller = SinkPoller(sink_metrics, args.poll_interval)
         poller.start()
         cpu0 = cpu()
@@ -371,7 +248,7 @@ def run_one(system, args, run_dir, r):
                     break
             time.sleep(args.poll_interval / 2)
         cpu1 = cpu()
-        sink_cpu1 = proc_cpu(sink.pid) if sink.poll() is None else None
+        sink_cpu1 = procs.proc_cpu_s(sink.pid) if sink.poll() is None else None
         sink_hs_cpu = None
         if args.tls:
             try:
@@ -426,11 +303,11 @@ def run_one(system, args, run_dir, r):
         if poller is not None and poller.is_alive():
             poller.stop()
         if relay is not None:
-            rc, stop_s = stop_relay(relay)
+            rc, stop_s = stop_popen(relay)
             res.update(relay_exit=rc, relay_stop_s=stop_s)
         if pf is not None:
             pf.stop()
-        sink_rc, _ = stop_relay(sink)     # SIGTERM: the digest log is flushed at exit
+        sink_rc, _ = stop_popen(sink)     # SIGTERM: the digest log is flushed at exit
     if sink_rc != 0:
         problems.append(f"ringmta-sink exit code {sink_rc}")
 
@@ -497,8 +374,8 @@ def run_one(system, args, run_dir, r):
         dl = pf.delivery_log()
         delays = sorted(dl.pop("delays_s"))
         res["postfix_deliveries"] = dl
-        res["delivery_p50_ms"] = percentile(delays, 50) * 1e3 if delays else None
-        res["delivery_p99_ms"] = percentile(delays, 99) * 1e3 if delays else None
+        res["delivery_p50_ms"] = nearest_rank(delays, 50) * 1e3 if delays else None
+        res["delivery_p99_ms"] = nearest_rank(delays, 99) * 1e3 if delays else None
         res["delivery_mean_ms"] = statistics.fmean(delays) * 1e3 if delays else None
         res["delivery_latency_source"] = "maillog delay= of each status=sent (10 ms steps)"
         counts = pf.queue_counts()
@@ -509,14 +386,12 @@ def run_one(system, args, run_dir, r):
         if dl["status"].get("sent", 0) != n or len(dl["status"]) > 1:
             problems.append(f"Postfix logged {dl['status']} deliveries for {n} messages "
                             f"(each should be one status=sent)")
-        res["maillog_problems"] = pf.maillog_problems()
+        check_maillog(pf, res, problems)
         if args.tls:
             conns = pf.tls_connections()
             res.setdefault("tls", {})["postfix_maillog"] = {
                 "from": sum(1 for c in conns if c[1] == "from"),
                 "to": sum(1 for c in conns if c[1] == "to")}
-        if any(" fatal:" in x or " panic:" in x for x in res["maillog_problems"]):
-            problems.append("Postfix logged fatal/panic: " + res["maillog_problems"][-1])
 
     if acc["missing"]:
         # Not at the sink: still queued (delivery too slow or stuck), or LOST.
@@ -533,26 +408,12 @@ def run_one(system, args, run_dir, r):
                 pass
         shutil.rmtree(os.path.join(run_dir, "spool"), ignore_errors=True)
         if pf is not None:
-            pf.remove_queue()
-            try:
-                os.remove(pf.maillog)
-            except OSError:
-                pass
+            remove_postfix_files(pf)
     res["problems"] = problems
     return res
 
 
 # ---- main ----------------------------------------------------------------------------------
-
-def parse_systems(text):
-    out = []
-    for s in text.split(","):
-        s = s.strip()
-        if s not in ALL:
-            raise argparse.ArgumentTypeError(f"unknown system {s!r} (direct, ringmta, postfix)")
-        out.append(s)
-    return out
-
 
 def name_value(text):
     name, eq, value = text.partition("=")
@@ -661,7 +522,8 @@ def main():
     p.add_argument("--connections", type=int, default=50)
     p.add_argument("--size", type=int, default=1024)
     p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--systems", type=parse_systems, default=list(ALL),
+    p.add_argument("--systems", type=systems_arg(ALL, "direct, ringmta, postfix"),
+                   default=list(ALL),
                    help="comma-separated: direct,ringmta,postfix (default all)")
     # Half the CPUs: the loadgen and the sink run on the same machine and need the rest.
     p.add_argument("--relay-threads", type=int, default=max(1, (os.cpu_count() or 2) // 2))
@@ -709,33 +571,15 @@ def main():
         return 2
     systems = list(dict.fromkeys(args.systems))
     bins = [args.loadgen_bin, args.sink_bin] + ([args.relay_bin] if "ringmta" in systems else [])
-    for path in bins:
-        if not os.access(path, os.X_OK):
-            print(f"bench_relay_delivery: {path} is not there (cmake --preset release && "
-                  f"cmake --build --preset release)", file=sys.stderr)
-            return 2
-    postfix_skipped = None
-    if "postfix" in systems:
-        try:
-            postfix_peer.check_installed()
-            if os.geteuid() != 0:
-                raise postfix_peer.PostfixNotInstalled(
-                    "postfix not usable: a private instance needs root")
-        except postfix_peer.PostfixNotInstalled as e:
-            postfix_skipped = str(e)
-            print(f"{e}: skipped", flush=True)
-            systems.remove("postfix")
+    if missing_binary("bench_relay_delivery", bins,
+                      "cmake --preset release && cmake --build --preset release"):
+        return 2
+    postfix_skipped = postfix_skip_reason(systems)
 
     # SIGTERM (and SIGHUP) unwind like Ctrl-C: every child is stopped in the finally blocks.
-    def on_term(signum, frame):
-        raise KeyboardInterrupt
-    signal.signal(signal.SIGTERM, on_term)
-    signal.signal(signal.SIGHUP, on_term)
+    unwind_on(signal.SIGTERM, signal.SIGHUP)
 
-    stamp = time.strftime("%Y%m%dT%H%M%S")
-    run_root = os.path.join(args.out_dir, f"bench-relay-delivery-{stamp}")
-    os.makedirs(run_root, exist_ok=True)
-    mount, fstype = fs_of(run_root)
+    stamp, run_root, mount, fstype = make_run_root(args.out_dir, "bench-relay-delivery")
     args.tls_cert = args.tls_key = None
     if args.tls:
         # Postfix's smtpd reads the key as root at start; the folder must be reachable.
@@ -754,38 +598,29 @@ def main():
           f"{args.connections} connections, {args.size} B, 1 recipient; relay --durability "
           f"batch --threads {args.relay_threads} {' '.join(args.relay_arg)}"
           f"{'; STARTTLS on both hops' if args.tls else ''}", flush=True)
+
+    def show(res, r, system):
+        if res.get("rate_msg_s") is not None:
+            qd = res.get("queue_delay", {})
+            print(f"round {r} {system:8s} {res['rate_msg_s']:9.0f} msg/s delivered "
+                  f"({res['accounting']['acked']} in {res['window_s']:.2f} s; loadgen "
+                  f"{res['loadgen_rate_msg_s']:.0f} accepted/s)  CPU "
+                  f"{fmt(res.get('server_cpu_us_per_msg'), '.0f')} us/msg  delivery "
+                  f"p50/p99 {fmt(res.get('delivery_p50_ms'), '.1f')}/"
+                  f"{fmt(res.get('delivery_p99_ms'), '.1f')} ms  queue delay "
+                  f"p50/p99 {fmt(qd.get('p50_ms'), '.1f')}/"
+                  f"{fmt(qd.get('p99_ms'), '.1f')} ms"
+                  f"{'  ' + res['warning'] if res.get('warning') else ''}"
+                  + (f"  TLS handshake share of CPU: "
+                     f"{hs_share_text(res['tls_handshake_cpu'])}"
+                     if res.get("tls_handshake_cpu") else ""), flush=True)
     runs = []
     interrupted = False
     try:
-        for r in range(args.rounds):
-            order = systems[r % len(systems):] + systems[:r % len(systems)]
-            for system in order:
-                run_dir = os.path.join(run_root, f"r{r}-{system}")
-                os.makedirs(run_dir)
-                try:
-                    res = run_one(system, args, run_dir, r)
-                except (RunFailed, postfix_peer.PostfixError, subprocess.TimeoutExpired,
-                        OSError) as e:
-                    res = {"system": system, "problems": [f"run failed: {e}"]}
-                res["round"] = r
-                res["loadavg_1m_after"] = os.getloadavg()[0]
-                runs.append(res)
-                if res.get("rate_msg_s") is not None:
-                    qd = res.get("queue_delay", {})
-                    print(f"round {r} {system:8s} {res['rate_msg_s']:9.0f} msg/s delivered "
-                          f"({res['accounting']['acked']} in {res['window_s']:.2f} s; loadgen "
-                          f"{res['loadgen_rate_msg_s']:.0f} accepted/s)  CPU "
-                          f"{fmt(res.get('server_cpu_us_per_msg'), '.0f')} us/msg  delivery "
-                          f"p50/p99 {fmt(res.get('delivery_p50_ms'), '.1f')}/"
-                          f"{fmt(res.get('delivery_p99_ms'), '.1f')} ms  queue delay "
-                          f"p50/p99 {fmt(qd.get('p50_ms'), '.1f')}/"
-                          f"{fmt(qd.get('p99_ms'), '.1f')} ms"
-                          f"{'  ' + res['warning'] if res.get('warning') else ''}"
-                          + (f"  TLS handshake share of CPU: "
-                             f"{hs_share_text(res['tls_handshake_cpu'])}"
-                             if res.get("tls_handshake_cpu") else ""), flush=True)
-                for prob in res["problems"]:
-                    print(f"round {r} {system:8s} PROBLEM: {prob}", flush=True)
+        run_rounds(runs, systems, args.rounds, run_root,
+                   lambda system, run_dir, r: run_one(system, args, run_dir, r),
+                   (RunFailed, procs.StartFailed, postfix_peer.PostfixError,
+                    subprocess.TimeoutExpired, OSError), show, 8)
     except UsageError as e:
         print(f"bench_relay_delivery: {e}", file=sys.stderr)
         return 2
@@ -793,46 +628,28 @@ def main():
         interrupted = True
         print("bench_relay_delivery: interrupted; every child stopped", file=sys.stderr)
         if not args.keep:   # the interrupted run's spool and queue (failed runs keep theirs)
-            done = {f"r{x['round']}-{x['system']}" for x in runs}
-            for d in os.listdir(run_root):
-                if d not in done:
-                    shutil.rmtree(os.path.join(run_root, d, "spool"), ignore_errors=True)
-                    shutil.rmtree(os.path.join(run_root, d, "postfix", "queue"),
-                                  ignore_errors=True)
+            remove_queues(run_root, {f"r{x['round']}-{x['system']}" for x in runs})
 
-    keys = ("rate_msg_s", "loadgen_rate_msg_s", "server_cpu_us_per_msg", "sink_cpu_us_per_msg",
-            "delivery_p50_ms", "delivery_p99_ms", "p50_ms", "p99_ms")
-    med = {}
-    for system in systems:
-        mine = [x for x in runs if x["system"] == system and x.get("rate_msg_s") is not None
-                and not x["problems"]]
-        med[system] = {k: spread([x.get(k) for x in mine]) for k in keys}
-        for k in ("p50_ms", "p99_ms", "mean_ms"):
-            med[system][f"queue_delay_{k}"] = spread(
-                [x.get("queue_delay", {}).get(k) for x in mine])
-        med[system]["runs"] = len(mine)
+    def usable(x):
+        return x.get("rate_msg_s") is not None and not x["problems"]
+    med = medians(runs, systems, ("rate_msg_s", "loadgen_rate_msg_s", "server_cpu_us_per_msg",
+                                  "sink_cpu_us_per_msg", "delivery_p50_ms", "delivery_p99_ms",
+                                  "p50_ms", "p99_ms"), usable,
+                  {f"queue_delay_{k}": (lambda x, k=k: x.get("queue_delay", {}).get(k))
+                   for k in ("p50_ms", "p99_ms", "mean_ms")})
 
     def m(system, key):
-        return med.get(system, {}).get(key, {}).get("median")
+        return median_of(med, system, key)
     ratios = {
         "ringmta_vs_postfix_rate": ratio(m("ringmta", "rate_msg_s"), m("postfix", "rate_msg_s")),
         "ringmta_vs_direct_rate": ratio(m("ringmta", "rate_msg_s"), m("direct", "rate_msg_s")),
         "postfix_vs_ringmta_cpu_per_msg": ratio(m("postfix", "server_cpu_us_per_msg"),
                                                 m("ringmta", "server_cpu_us_per_msg")),
     }
-    per_round = {}
-    for name, (a, b) in {"ringmta_vs_postfix_rate": ("ringmta", "postfix"),
-                         "ringmta_vs_direct_rate": ("ringmta", "direct")}.items():
-        vals = []
-        for r in range(args.rounds):
-            ra = [x.get("rate_msg_s") for x in runs if x["round"] == r and x["system"] == a
-                  and not x["problems"]]
-            rb = [x.get("rate_msg_s") for x in runs if x["round"] == r and x["system"] == b
-                  and not x["problems"]]
-            if ra and rb and ra[0] is not None and rb[0]:
-                vals.append(ra[0] / rb[0])
-        if vals:
-            per_round[name] = {"values": vals, **spread(vals)}
+    per_round = ratios_per_round(runs, args.rounds,
+                                 {"ringmta_vs_postfix_rate": ("ringmta", "postfix"),
+                                  "ringmta_vs_direct_rate": ("ringmta", "direct")},
+                                 lambda x: not x["problems"])
     targets = {}
     for name, target in (("ringmta_vs_postfix_rate", args.target_postfix),
                          ("ringmta_vs_direct_rate", args.target_direct)):
@@ -841,32 +658,20 @@ def main():
 
     print(f"\nmedian of {args.rounds} rounds (min-max), {args.connections} connections, "
           f"{args.size} B, 1 recipient, ringmta-relay --durability batch:")
-    print(f"  {'path':8s} {'delivered msg/s (min-max)':>27s} {'CPU us/msg':>10s} "
-          f"{'deliv p50':>9s} {'deliv p99':>9s} {'qdelay p50':>10s} {'qdelay p99':>10s} "
-          f"{'accept p99':>10s}")
-    for system in systems:
-        s = med[system]
-        if not s["runs"]:
-            print(f"  {system:8s} {'no run completed':>27s}")
-            continue
-        rate = s["rate_msg_s"]
-        rate_txt = (f"{fmt(rate['median'], '.0f')} ({fmt(rate['min'], '.0f')}-"
-                    f"{fmt(rate['max'], '.0f')})")
-        print(f"  {system:8s} {rate_txt:>27s} "
-              f"{col(s['server_cpu_us_per_msg']['median'], '.0f', 10)} "
-              f"{col(s['delivery_p50_ms']['median'], '.1f', 9)} "
-              f"{col(s['delivery_p99_ms']['median'], '.1f', 9)} "
-              f"{col(s['queue_delay_p50_ms']['median'], '.1f', 10)} "
-              f"{col(s['queue_delay_p99_ms']['median'], '.1f', 10)} "
-              f"{col(s['p99_ms']['median'], '.2f', 10)}")
+    print_median_table(systems, med, "path", 8, "delivered msg/s (min-max)", 27, [
+        (head, w, key, lambda v, spec=spec, w=w: col(v, spec, w))
+        for head, w, key, spec in (("CPU us/msg", 10, "server_cpu_us_per_msg", ".0f"),
+                                   ("deliv p50", 9, "delivery_p50_ms", ".1f"),
+                                   ("deliv p99", 9, "delivery_p99_ms", ".1f"),
+                                   ("qdelay p50", 10, "queue_delay_p50_ms", ".1f"),
+                                   ("qdelay p99", 10, "queue_delay_p99_ms", ".1f"),
+                                   ("accept p99", 10, "p99_ms", ".2f"))])
     print("  (ms; deliv = accepted -> delivered: relay histogram (ringmta), maillog delay= "
           "(postfix); qdelay = FIFO-equivalent, ledger 250 -> sink counter, all paths)")
     if postfix_skipped:
         print(f"  postfix  {postfix_skipped}: skipped")
     for k, v in ratios.items():
-        pr = per_round.get(k)
-        extra = (f"   (round by round: median {pr['median']:.2f}, {pr['min']:.2f}-{pr['max']:.2f})"
-                 if pr else "")
+        extra = per_round_text(per_round.get(k))
         tgt = targets.get(k)
         verdict = (f"  target >= {tgt['target']:g}: {'met' if tgt['met'] else 'NOT met'}"
                    if tgt and tgt["met"] is not None else "")
@@ -941,23 +746,12 @@ def main():
             if isinstance(med_hs.get("relay"), str):
                 print(f"             relay: {med_hs['relay']}")
 
-    problems = [f"round {x['round']} {x['system']}: {p}" for x in runs for p in x["problems"]]
-    if interrupted:
-        problems.append("interrupted")
-    out = os.path.join(args.out_dir, f"bench-relay-delivery-{stamp}.json")
-    with open(out, "w") as f:
-        json.dump({"schema": "bench-relay-delivery/1", "args": vars(args),
-                   "command": " ".join(sys.argv), "run_folder": run_root,
-                   "filesystem": {"mount": mount, "type": fstype}, "cpus": os.cpu_count(),
-                   "postfix_skipped": postfix_skipped, "runs": runs, "median": med,
-                   "ratios": ratios, "ratios_per_round": per_round, "targets": targets,
-                   "tls": tls_summary,
-                   "problems": problems}, f, indent=1)
-    print(f"  written to {os.path.relpath(out, ROOT)}")
-    if problems:
-        print(f"\n{len(problems)} problem(s):", file=sys.stderr)
-        for prob in problems:
-            print(f"  {prob}", file=sys.stderr)
+    problems = run_problems(runs, interrupted)
+    write_record(os.path.join(args.out_dir, f"bench-relay-delivery-{stamp}.json"),
+                 rounds_record("bench-relay-delivery/1", args, run_root, (mount, fstype),
+                               postfix_skipped, runs, med, ratios, per_round, targets=targets,
+                               tls=tls_summary, problems=problems))
+    if print_problems(problems):
         return 1
     if args.fail_below_target and any(t["met"] is False for t in targets.values()):
         return 1

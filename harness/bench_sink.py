@@ -12,72 +12,34 @@ Writes a JSON record to results/runs/bench-sink-<time>.json (ignored by git). Ex
 when both ran, 1 when a run failed, 2 on bad usage.
 """
 import argparse
-import json
 import os
-import re
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TICK = os.sysconf("SC_CLK_TCK")
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def cpu_seconds(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    # fields[11], fields[12] = utime, stime (fields 14 and 15 of the whole line)
-    return int(fields[11]) / TICK, int(fields[12]) / TICK
-
-
-def wait_port(port, timeout=10.0):
-    end = time.time() + timeout
-    while time.time() < end:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
-                s.recv(512)  # the banner
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"nothing listening on port {port}")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from ringmta_bench import procs  # noqa: E402
+from side_by_side import (ROOT, missing_binary, start_test_sink, stop_popen,  # noqa: E402
+                          write_record)
 
 
 def run_one(kind, args):
-    port = free_port()
-    if kind == "ringmta-sink":
-        cmd = [args.sink_bin, "--listen", f"127.0.0.1:{port}", "--threads", str(args.threads)]
-    else:
-        cmd = [args.smtp_sink, "-u", "nobody", "-c", f"127.0.0.1:{port}", "1000"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc, port = start_test_sink(kind, args.sink_bin, args.smtp_sink, args.threads)
     try:
-        wait_port(port)
-        u0, s0 = cpu_seconds(proc.pid)
+        u0, s0 = procs.proc_times_s(proc.pid)
         t0 = time.monotonic()
         client = subprocess.run(
             [args.smtp_source, "-d", "-s", str(args.sessions), "-m", str(args.messages),
              "-l", str(args.size), f"127.0.0.1:{port}"],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=args.timeout)
         wall = time.monotonic() - t0
-        u1, s1 = cpu_seconds(proc.pid)
+        u1, s1 = procs.proc_times_s(proc.pid)
         if client.returncode != 0:
             raise RuntimeError(f"smtp-source failed against {kind}: {client.stderr.decode()}")
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_popen(proc, 10)
     user, system = u1 - u0, s1 - s0
     return {
         "sink": kind, "messages": args.messages, "wall_s": wall,
@@ -99,11 +61,10 @@ def main():
                    default=shutil.which("smtp-source") or "/usr/sbin/smtp-source")
     p.add_argument("--timeout", type=float, default=600)
     args = p.parse_args()
-    for path in (args.sink_bin, args.smtp_sink, args.smtp_source):
-        if not os.access(path, os.X_OK):
-            print(f"bench_sink: {path} is not there (build with cmake --preset release && "
-                  f"cmake --build --preset release; install postfix)", file=sys.stderr)
-            return 2
+    if missing_binary("bench_sink", (args.sink_bin, args.smtp_sink, args.smtp_source),
+                      "build with cmake --preset release && cmake --build --preset release; "
+                      "install postfix"):
+        return 2
     runs = []
     try:
         for r in range(args.rounds):
@@ -131,13 +92,10 @@ def main():
         print(f"  {kind:13s} {m['rate_msg_s']:9.0f} msg/s  {m['cpu_us_per_msg']:6.1f} us CPU/msg")
     print(f"  ratio ringmta-sink / smtp-sink: CPU per message {cpu_ratio:.2f}, "
           f"rate {rate_ratio:.2f}")
-    out_dir = os.path.join(ROOT, "results", "runs")
-    os.makedirs(out_dir, exist_ok=True)
-    out = os.path.join(out_dir, time.strftime("bench-sink-%Y%m%dT%H%M%S.json"))
-    with open(out, "w") as f:
-        json.dump({"args": vars(args), "runs": runs, "median": med,
-                   "ratio_cpu_per_msg": cpu_ratio, "ratio_rate": rate_ratio}, f, indent=1)
-    print(f"  written to {os.path.relpath(out, ROOT)}")
+    write_record(os.path.join(ROOT, "results", "runs",
+                              time.strftime("bench-sink-%Y%m%dT%H%M%S.json")),
+                 {"args": vars(args), "runs": runs, "median": med,
+                  "ratio_cpu_per_msg": cpu_ratio, "ratio_rate": rate_ratio})
     return 0
 
 

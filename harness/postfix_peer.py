@@ -47,10 +47,11 @@ import re
 import grp
 import shutil
 import signal
-import socket
 import subprocess
 import threading
 import time
+
+from ringmta_bench import procs  # harness/ringmta_bench/procs.py
 
 TICK = os.sysconf("SC_CLK_TCK")
 QUEUE_NAMES = ("maildrop", "incoming", "active", "deferred", "hold", "corrupt")
@@ -65,13 +66,6 @@ class PostfixNotInstalled(RuntimeError):
 
 class PostfixError(RuntimeError):
     """The instance could not be set up, started or stopped."""
-
-
-def free_port():
-    """A loopback TCP port nobody listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def relayhost_delivery_settings(relay_port, concurrency=50):
@@ -248,7 +242,7 @@ class PostfixPeer:
         self.queue_dir = os.path.join(self.base_dir, "queue")
         self.data_dir = os.path.join(self.base_dir, "data")
         self.maillog = os.path.join(self.base_dir, "maillog")
-        self.port = smtp_port or free_port()
+        self.port = smtp_port or procs.free_port()
         self.relay_port = relay_port
         self.hold = hold
         self.process_limit = process_limit
@@ -450,24 +444,12 @@ class PostfixPeer:
                 and os.path.realpath(cwd) == self.queue_dir)
 
     def _wait_banner(self):
-        end = time.monotonic() + self.start_timeout
-        last = None
-        while time.monotonic() < end:
-            if self.master_pid and _stat(self.master_pid) is None:
-                raise PostfixError(f"the Postfix master exited during start{self._log_hint()}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=2) as s:
-                    s.settimeout(5)
-                    banner = s.recv(512)
-                    if banner.startswith(b"220"):
-                        s.sendall(b"QUIT\r\n")
-                        return
-                    last = banner
-            except OSError as e:
-                last = e
-            time.sleep(0.05)
-        raise PostfixError(f"no SMTP banner on 127.0.0.1:{self.port} after "
-                           f"{self.start_timeout:.0f}s ({last}){self._log_hint()}")
+        try:
+            procs.wait_banner(self.port, self.start_timeout, what="the Postfix master",
+                              alive=lambda: not self.master_pid
+                              or _stat(self.master_pid) is not None)
+        except procs.StartFailed as e:
+            raise PostfixError(f"{e}{self._log_hint()}") from None
 
     def _log_hint(self):
         tail = self.maillog_tail(8)

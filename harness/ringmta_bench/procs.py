@@ -83,14 +83,29 @@ def _launcher() -> list[str]:
 
 # ---- /proc ------------------------------------------------------------------------------------
 
+def _stat_ticks(path: str) -> tuple[int, int]:
+    """(utime, stime) clock ticks of a /proc stat file; OSError or IndexError if unreadable."""
+    with open(path) as f:
+        rest = f.read().rsplit(")", 1)[1].split()
+    return int(rest[11]), int(rest[12])
+
+
 def proc_cpu_s(pid: int) -> float | None:
     """utime + stime of a live process (its threads included), seconds; None if gone."""
     try:
-        with open(f"/proc/{pid}/stat") as f:
-            rest = f.read().rsplit(")", 1)[1].split()
+        u, s = _stat_ticks(f"/proc/{pid}/stat")
     except (OSError, IndexError):
         return None
-    return (int(rest[11]) + int(rest[12])) / TICK
+    return (u + s) / TICK
+
+
+def proc_times_s(pid: int) -> tuple[float, float] | None:
+    """(user, system) CPU seconds of a live process, apart; None if gone."""
+    try:
+        u, s = _stat_ticks(f"/proc/{pid}/stat")
+    except (OSError, IndexError):
+        return None
+    return u / TICK, s / TICK
 
 
 def thread_cpu_s(pid: int) -> dict[int, float]:
@@ -102,37 +117,34 @@ def thread_cpu_s(pid: int) -> dict[int, float]:
         return out
     for tid in tids:
         try:
-            with open(f"/proc/{pid}/task/{tid}/stat") as f:
-                rest = f.read().rsplit(")", 1)[1].split()
-            out[int(tid)] = (int(rest[11]) + int(rest[12])) / TICK
+            u, s = _stat_ticks(f"/proc/{pid}/task/{tid}/stat")
+            out[int(tid)] = (u + s) / TICK
         except (OSError, IndexError):
             pass
     return out
 
 
-def peak_rss_kib(pid: int) -> int | None:
-    """VmHWM (peak resident set) of a live process, KiB."""
+def _kib_field(path: str, key: str) -> int | None:
+    """The KiB figure of the line starting with key in a /proc file; None if not there."""
     try:
-        with open(f"/proc/{pid}/status") as f:
+        with open(path) as f:
             for line in f:
-                if line.startswith("VmHWM:"):
+                if line.startswith(key):
                     return int(line.split()[1])
     except OSError:
         return None
     return None
+
+
+def peak_rss_kib(pid: int) -> int | None:
+    """VmHWM (peak resident set) of a live process, KiB."""
+    return _kib_field(f"/proc/{pid}/status", "VmHWM:")
 
 
 def pss_kib(pid: int) -> int | None:
     """Proportional set size (shared pages split among their users), KiB: what a group of
     processes sharing libraries (Postfix's daemons) adds up to without double counting."""
-    try:
-        with open(f"/proc/{pid}/smaps_rollup") as f:
-            for line in f:
-                if line.startswith("Pss:"):
-                    return int(line.split()[1])
-    except OSError:
-        return None
-    return None
+    return _kib_field(f"/proc/{pid}/smaps_rollup", "Pss:")
 
 
 class CpuWindow:

@@ -25,10 +25,10 @@ def _git(*args: str) -> str | None:
     return p.stdout.strip() if p.returncode == 0 else None
 
 
-def fs_type(path: Path) -> str:
-    """The file system type holding path (from /proc/mounts, longest mount point)."""
+def mount_of(path: Path | str) -> tuple[str, str]:
+    """(mount point, file system type) holding path (from /proc/mounts, longest mount point)."""
     path = os.path.realpath(path)
-    best, kind = "", "unknown"
+    best, kind = "/", "unknown"
     try:
         with open("/proc/mounts") as f:
             for line in f:
@@ -38,7 +38,7 @@ def fs_type(path: Path) -> str:
                     best, kind = mnt, parts[2]
     except OSError:
         pass
-    return kind
+    return best, kind
 
 
 def machine(out_dir: Path) -> dict:
@@ -60,7 +60,7 @@ def machine(out_dir: Path) -> dict:
     except OSError:
         pass
     return {"cpu_model": cpu, "cpus": os.cpu_count(), "kernel": platform.release(),
-            "fs_type": fs_type(out_dir), "hostname": socket.gethostname(), "mem_kib": mem}
+            "fs_type": mount_of(out_dir)[1], "hostname": socket.gethostname(), "mem_kib": mem}
 
 
 def durability_of(sc: dict, systems: list[str]) -> str:

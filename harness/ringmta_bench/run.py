@@ -84,44 +84,51 @@ class Monitor(threading.Thread):
         self.ledger_lines.append((time.monotonic(), self._lines))
 
     def accepted_rate(self, window: float = 1.0) -> float | None:
-        pts = self.ledger_lines
-        if len(pts) < 2:
-            return None
-        t1, n1 = pts[-1]
-        for t0, n0 in reversed(pts):
-            if t1 - t0 >= window:
-                return (n1 - n0) / (t1 - t0)
-        t0, n0 = pts[0]
-        return (n1 - n0) / (t1 - t0) if t1 > t0 else None
+        return _recent_rate(self.ledger_lines, window, shorter_ok=True)
 
     def delivered(self) -> int:
         return self.samples[-1][1] if self.samples else 0
 
     def delivered_rate(self, window: float = 1.0) -> float | None:
-        pts = self.samples
-        if len(pts) < 2:
-            return None
-        t1, n1 = pts[-1]
-        for t0, n0 in reversed(pts):
-            if t1 - t0 >= window:
-                return (n1 - n0) / (t1 - t0)
-        return None
+        return _recent_rate(self.samples, window, shorter_ok=False)
 
     def stop(self):
         self._halt.set()
         self.join(timeout=10)
 
 
+def _recent_rate(pts: list[tuple[float, int]], window: float, shorter_ok: bool) -> float | None:
+    """Per second over the last `window` s of (time, count) samples; with shorter_ok, over all
+    of them when they span less."""
+    if len(pts) < 2:
+        return None
+    t1, n1 = pts[-1]
+    for t0, n0 in reversed(pts):
+        if t1 - t0 >= window:
+            return (n1 - n0) / (t1 - t0)
+    if not shorter_ok:
+        return None
+    t0, n0 = pts[0]
+    return (n1 - n0) / (t1 - t0) if t1 > t0 else None
+
+
+def reaching_times(samples: list[tuple[float, int]], targets):
+    """For rising targets, when the (time, count) samples' counter reached each: linear
+    between the samples around it. Ends at the first target the samples never reach."""
+    j, prev = 0, None
+    for target in targets:
+        while j < len(samples) and samples[j][1] < target:
+            prev = samples[j]
+            j += 1
+        if j == len(samples):
+            return
+        t, n = samples[j]
+        yield t if prev is None or prev[1] >= n else prev[0] + (t - prev[0]) * (target - prev[1]) / (n - prev[1])
+
+
 def time_reaching(samples: list[tuple[float, int]], k: float) -> float | None:
-    """When the counter reached k: linear between the samples around it."""
-    prev = None
-    for t, n in samples:
-        if n >= k:
-            if prev is None or prev[1] >= n:
-                return t
-            return prev[0] + (t - prev[0]) * (k - prev[1]) / (n - prev[1])
-        prev = (t, n)
-    return None
+    """When the counter reached k (None if it never did)."""
+    return next(reaching_times(samples, (k,)), None)
 
 
 def nearest_rank(sorted_vals: list[float], q: float) -> float | None:
@@ -141,18 +148,8 @@ def fifo_delivery_latency_ms(accept_ms: list[int], samples: list[tuple[float, in
         return None
     acc = sorted(accept_ms)
     scale = delivered_total / len(acc)
-    d = []
-    j, prev = 0, None
-    for k, ta in enumerate(acc, 1):
-        target = k * scale
-        while j < len(samples) and samples[j][1] < target:
-            prev = samples[j]
-            j += 1
-        if j == len(samples):
-            break
-        t, n = samples[j]
-        td = t if prev is None or prev[1] >= n else prev[0] + (t - prev[0]) * (target - prev[1]) / (n - prev[1])
-        d.append(max(0.0, td * 1000.0 - ta))
+    reached = reaching_times(samples, (k * scale for k in range(1, len(acc) + 1)))
+    d = [max(0.0, td * 1000.0 - ta) for ta, td in zip(acc, reached)]
     if not d:
         return None
     d.sort()
