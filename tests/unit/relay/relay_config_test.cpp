@@ -527,6 +527,67 @@ TEST(RelayConfig, SettingsThatContradictEachOtherAreRefused) {
   EXPECT_EQ(run({"--metrics", "127.0.0.1:0", "--listen", "127.0.0.1:0"}).rc, -1);
 }
 
+// STARTTLS on the inbound side: the modes, the certificate and key it needs, and the exact
+// refusals (the sink reads the same settings through the same code and texts).
+TEST(RelayConfig, StarttlsModesNeedACertificateAndKey) {
+  const Result off = run({"--starttls", "off"});
+  ASSERT_EQ(off.rc, -1) << off.err;
+  EXPECT_FALSE(off.cfg.server.starttls || off.cfg.server.require_tls);
+  const Result on = run({"--starttls", "on", "--tls-cert", "c.pem", "--tls-key", "k.pem"});
+  ASSERT_EQ(on.rc, -1) << on.err;
+  EXPECT_TRUE(on.cfg.server.starttls);
+  EXPECT_FALSE(on.cfg.server.require_tls);
+  EXPECT_EQ(on.cfg.tls_cert, "c.pem");
+  EXPECT_EQ(on.cfg.tls_key, "k.pem");
+  const Result required =
+      run({"--starttls", "required", "--tls-cert", "c.pem", "--tls-key", "k.pem"});
+  ASSERT_EQ(required.rc, -1) << required.err;
+  EXPECT_TRUE(required.cfg.server.starttls && required.cfg.server.require_tls);
+
+  const std::string kNeeds = "needs tls-cert and tls-key (--tls-cert FILE --tls-key FILE)\n";
+  EXPECT_EQ(refusal({"--starttls", "maybe", "--tls-cert", "c.pem", "--tls-key", "k.pem"}),
+            "ringmta-relay: --starttls: must be off, on or required, got 'maybe'\n");
+  EXPECT_EQ(refusal({"--starttls", "on"}), "ringmta-relay: --starttls: " + kNeeds);
+  EXPECT_EQ(refusal({"--starttls", "required", "--tls-cert", "c.pem"}),
+            "ringmta-relay: --starttls: " + kNeeds);
+  EXPECT_EQ(refusal({"--starttls", "on", "--tls-key", "k.pem"}),
+            "ringmta-relay: --starttls: " + kNeeds);
+  EXPECT_EQ(refusal({"--tls-cert", ""}),
+            "ringmta-relay: --tls-cert: must be a file name, not empty\n");
+  EXPECT_EQ(refusal({"--tls-key", ""}),
+            "ringmta-relay: --tls-key: must be a file name, not empty\n");
+  // A certificate and key without STARTTLS are kept, and not an error.
+  EXPECT_EQ(run({"--tls-cert", "c.pem", "--tls-key", "k.pem"}).rc, -1);
+
+  const TomlFile bad("starttls = \"maybe\"\n");
+  EXPECT_EQ(refusal({"--config", bad.path()}),
+            "ringmta-relay: " + bad.path() +
+                ":1:12: starttls: must be off, on or required, got \"maybe\"\n");
+  const TomlFile boolean("starttls = true\n");
+  EXPECT_EQ(refusal({"--config", boolean.path()}),
+            "ringmta-relay: " + boolean.path() +
+                ":1:12: starttls: must be off, on or required, not a boolean\n");
+  const TomlFile no_key("\nstarttls = \"on\"\ntls-cert = \"c.pem\"\n");
+  EXPECT_EQ(refusal({"--config", no_key.path()}),
+            "ringmta-relay: " + no_key.path() + ":2:12: starttls: " + kNeeds);
+  const TomlFile empty("tls-key = \"\"\n");
+  EXPECT_EQ(refusal({"--config", empty.path()}),
+            "ringmta-relay: " + empty.path() + ":1:11: tls-key: must be a file name, not empty\n");
+  // The flag that supplies the missing key settles it.
+  EXPECT_EQ(run({"--config", no_key.path(), "--tls-key", "k.pem"}).rc, -1);
+
+  // --print-config writes each mode back as its word, with the files.
+  for (const std::string mode : {"off", "on", "required"}) {
+    const Result printed =
+        run({"--starttls", mode, "--tls-cert", "c.pem", "--tls-key", "k.pem", "--print-config"});
+    ASSERT_EQ(printed.rc, 0) << printed.err;
+    EXPECT_NE(printed.out.find("\nstarttls = \"" + mode +
+                               "\"\ntls-cert = \"c.pem\"\ntls-key = \"k.pem\"\n"),
+              std::string::npos)
+        << printed.out;
+  }
+}
+
 TEST(RelayConfig, UsageErrorsAreOneLine) {
   EXPECT_EQ(refusal({"--frobnicate"}),
             "ringmta-relay: --frobnicate: unknown option (ringmta-relay --help lists them)\n");
