@@ -3,53 +3,21 @@
 #include "sinks/sink_config.hpp"
 
 #include <gtest/gtest.h>
-#include <unistd.h>
 
-#include <cstdio>
-#include <fstream>
-#include <sstream>
 #include <string>
 #include <vector>
+
+#include "tests/unit/config/config_test_support.hpp"
 
 namespace ringmta::sink {
 namespace {
 
-struct Result {
-  int rc = -99;
-  std::string out;
-  std::string err;
-  SinkConfig cfg;
-};
+using config_test::TomlFile;
+using Result = config_test::LoadResult<SinkConfig>;
 
 Result run(std::vector<std::string> args) {
-  args.insert(args.begin(), "ringmta-sink");
-  std::vector<char*> argv;
-  for (std::string& a : args)
-    argv.push_back(a.data());
-  argv.push_back(nullptr);
-  std::ostringstream out, err;
-  Result r;
-  r.rc = load_sink_config(static_cast<int>(args.size()), argv.data(), r.cfg, out, err);
-  r.out = out.str();
-  r.err = err.str();
-  return r;
+  return config_test::run_loader<SinkConfig>(load_sink_config, "ringmta-sink", std::move(args));
 }
-
-// A TOML file that lives for the test.
-class TomlFile {
- public:
-  explicit TomlFile(const std::string& text) {
-    static int n = 0;
-    path_ = ::testing::TempDir() + "ringmta_sink_config_" + std::to_string(::getpid()) + "_" +
-            std::to_string(n++) + ".toml";
-    std::ofstream(path_) << text;
-  }
-  ~TomlFile() { std::remove(path_.c_str()); }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
 
 std::string addr(const io::SocketAddress& a) {
   return a.to_string();
