@@ -20,6 +20,7 @@
 #include <sstream>
 #include <thread>
 
+#include "core/config/starttls_setting.hpp"
 #include "core/config/toml_value.hpp"
 #include "core/smtp/address.hpp"
 #include "core/smtp/ascii.hpp"
@@ -274,17 +275,7 @@ bool apply_key(std::string_view key, const Value& v, RelayConfig& c, Sources& sr
   } else if (key == "verbose") {
     c.verbose = v.boolean();
   } else if (key == "starttls") {
-    const std::string t = v.text("off, on or required");
-    if (t == "off") {
-      s.starttls = s.require_tls = false;
-    } else if (t == "on") {
-      s.starttls = true;
-      s.require_tls = false;
-    } else if (t == "required") {
-      s.starttls = s.require_tls = true;
-    } else {
-      v.fail("must be off, on or required, got " + v.shown());
-    }
+    config::read_starttls(v, s);
   } else if (key == "tls-cert" || key == "tls-key" || key == "auth-users") {
     const std::string f = v.text("a file name");
     if (f.empty()) v.fail("must be a file name, not empty");
@@ -860,8 +851,9 @@ void check(const RelayConfig& c, const Sources& src) {
                 config::format_size(c.segment_bytes) + "), got " +
                 config::format_size(c.quota_bytes));
   }
-  if (c.server.starttls && (c.tls_cert.empty() || c.tls_key.empty())) {
-    fail_at(src.at("starttls"), "needs tls-cert and tls-key (--tls-cert FILE --tls-key FILE)");
+  if (const std::string_view missing = config::missing_tls_files(c.server, c.tls_cert, c.tls_key);
+      !missing.empty()) {
+    fail_at(src.at("starttls"), std::string(missing));
   }
   if (c.server.auth && c.server.auth_requires_tls && !c.server.starttls) {
     fail_at(src.at("auth-users"),
@@ -1402,12 +1394,9 @@ int load_relay_config(int argc, char** argv, RelayConfig& out, std::ostream& out
         g_limits);
 
   const std::string g_tls = "TLS and AUTH (docs/tls.md, docs/auth.md)";
-  value("starttls", "MODE",
-        "off (default), on (offer STARTTLS, RFC 3207) or required (530 5.7.0 to MAIL before "
-        "TLS)",
-        g_tls);
-  value("tls-cert", "FILE", "STARTTLS: PEM certificate chain, leaf first", g_tls);
-  value("tls-key", "FILE", "STARTTLS: PEM private key", g_tls);
+  value("starttls", "MODE", std::string(config::kStarttlsHelp), g_tls);
+  value("tls-cert", "FILE", std::string(config::kTlsCertHelp), g_tls);
+  value("tls-key", "FILE", std::string(config::kTlsKeyHelp), g_tls);
   value("auth-users", "FILE",
         "Offer AUTH PLAIN and LOGIN (RFC 4954) against this users file (scripts/ringmta-passwd); "
         "authenticated clients may relay to any domain",
@@ -1580,8 +1569,7 @@ std::string format_relay_config(const RelayConfig& c) {
   for (const Extension& e : kExtensions) {
     o << e.key << " = " << yes(s.*(e.field)) << "\n";
   }
-  o << "starttls = " << toml_string(!s.starttls ? "off" : s.require_tls ? "required" : "on")
-    << "\n";
+  o << "starttls = " << toml_string(config::starttls_text(s)) << "\n";
   if (!c.tls_cert.empty()) o << "tls-cert = " << toml_string(c.tls_cert) << "\n";
   if (!c.tls_key.empty()) o << "tls-key = " << toml_string(c.tls_key) << "\n";
   if (!c.auth_users.empty()) o << "auth-users = " << toml_string(c.auth_users) << "\n";

@@ -18,6 +18,7 @@
 #include <stdexcept>
 #include <thread>
 
+#include "core/config/starttls_setting.hpp"
 #include "core/smtp/ascii.hpp"
 
 #ifndef RINGMTA_VERSION
@@ -353,17 +354,7 @@ bool apply_listener_key(std::string_view key, const Value& v, ListenerConfig& l)
     l.behaviour.max_connections = static_cast<std::uint32_t>(
         v.integer(0, 10'000'000, "a count from 0 (no limit) to 10000000"));
   } else if (key == "starttls") {
-    const std::string t = v.text("off, on or required");
-    if (t == "off") {
-      s.starttls = s.require_tls = false;
-    } else if (t == "on") {
-      s.starttls = true;
-      s.require_tls = false;
-    } else if (t == "required") {
-      s.starttls = s.require_tls = true;
-    } else {
-      v.fail("must be off, on or required, got " + v.shown());
-    }
+    config::read_starttls(v, s);
   } else if (key == "tls-cert" || key == "tls-key") {
     const std::string f = v.text("a file name");
     if (f.empty()) v.fail("must be a file name, not empty");
@@ -821,12 +812,9 @@ int load_sink_config(int argc, char** argv, SinkConfig& out, std::ostream& out_s
   no_switch("enhancedstatuscodes", "Do not offer ENHANCEDSTATUSCODES (RFC 2034)", g_smtp);
   no_switch("chunking", "Do not offer CHUNKING, i.e. BDAT (RFC 3030)", g_smtp);
   no_switch("dsn", "Do not offer DSN (RFC 3461)", g_smtp);
-  setting("starttls", "MODE",
-          "off (default), on (offer STARTTLS, RFC 3207) or required (530 5.7.0 to MAIL "
-          "before TLS)",
-          g_smtp);
-  setting("tls-cert", "FILE", "STARTTLS: PEM certificate chain, leaf first", g_smtp);
-  setting("tls-key", "FILE", "STARTTLS: PEM private key", g_smtp);
+  setting("starttls", "MODE", std::string(config::kStarttlsHelp), g_smtp);
+  setting("tls-cert", "FILE", std::string(config::kTlsCertHelp), g_smtp);
+  setting("tls-key", "FILE", std::string(config::kTlsKeyHelp), g_smtp);
 
   const std::string g_fail = "Failures (a probability per message, default 0)";
   setting("tempfail-rate", "P", "Answer 451 4.3.0 at the end of data", g_fail);
@@ -937,9 +925,11 @@ int load_sink_config(int argc, char** argv, SinkConfig& out, std::ostream& out_s
         const Origin o{nullptr, {}, f.flag};
         apply_listener_key(f.key, f.is_switch ? Value::of_switch(false, o) : Value(f.text, o), l);
       }
-      if (l.server.starttls && (l.tls_cert.empty() || l.tls_key.empty())) {
-        throw ConfigError("listener " + l.address.to_string() +
-                          ": starttls needs tls-cert and tls-key (--tls-cert FILE --tls-key FILE)");
+      if (const std::string_view missing =
+              config::missing_tls_files(l.server, l.tls_cert, l.tls_key);
+          !missing.empty()) {
+        throw ConfigError("listener " + l.address.to_string() + ": starttls " +
+                          std::string(missing));
       }
       std::string why;
       if (!validate_behaviour(l.behaviour, &why)) {
@@ -1081,8 +1071,7 @@ std::string format_sink_config(const SinkConfig& c) {
     for (const Extension& e : kExtensions) {
       o << e.key << " = " << (s.*e.field ? "true" : "false") << "\n";
     }
-    o << "starttls = "
-      << toml_string(!s.starttls ? "off" : s.require_tls ? "required" : "on") << "\n";
+    o << "starttls = " << toml_string(config::starttls_text(s)) << "\n";
     if (!l.tls_cert.empty()) o << "tls-cert = " << toml_string(l.tls_cert) << "\n";
     if (!l.tls_key.empty()) o << "tls-key = " << toml_string(l.tls_key) << "\n";
     o << "magic = " << (b.magic ? "true" : "false") << "\n";

@@ -7,59 +7,27 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <cstdio>
-#include <fstream>
 #include <regex>
 #include <sstream>
 #include <string>
 #include <vector>
 
+#include "tests/unit/config/config_test_support.hpp"
+
 namespace ringmta::loadgen {
 namespace {
 
-struct Result {
-  int rc = -99;
-  std::string out;
-  std::string err;
-  LoadConfig cfg;
-};
+using config_test::TomlFile;
+using Result = config_test::LoadResult<LoadConfig>;
 
 Result run(std::vector<std::string> args) {
-  args.insert(args.begin(), "ringmta-loadgen");
-  std::vector<char*> argv;
-  for (std::string& a : args)
-    argv.push_back(a.data());
-  argv.push_back(nullptr);
-  std::ostringstream out, err;
-  Result r;
-  r.rc = load_loadgen_config(static_cast<int>(args.size()), argv.data(), r.cfg, out, err);
-  r.out = out.str();
-  r.err = err.str();
-  return r;
+  return config_test::run_loader<LoadConfig>(load_loadgen_config, "ringmta-loadgen",
+                                             std::move(args));
 }
-
-// A TOML file that lives for the test.
-class TomlFile {
- public:
-  explicit TomlFile(const std::string& text) {
-    static int n = 0;
-    path_ = ::testing::TempDir() + "ringmta_loadgen_config_" + std::to_string(::getpid()) + "_" +
-            std::to_string(n++) + ".toml";
-    std::ofstream(path_) << text;
-  }
-  ~TomlFile() { std::remove(path_.c_str()); }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
 
 // The one line a refusal writes, and its exit code.
 std::string refusal(std::vector<std::string> args) {
-  const Result r = run(std::move(args));
-  EXPECT_EQ(r.rc, 2) << r.err;
-  EXPECT_EQ(r.out, "");
-  return r.err;
+  return config_test::refusal_text(run(std::move(args)));
 }
 
 // ---- Defaults and flags ----------------------------------------------------------------------

@@ -6,63 +6,28 @@
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
-#include <unistd.h>
 
 #include <algorithm>
-#include <cstdio>
-#include <fstream>
 #include <sstream>
 #include <string>
 #include <vector>
 
 #include "core/config/toml_value.hpp"
+#include "tests/unit/config/config_test_support.hpp"
 
 namespace ringmta::relay {
 namespace {
 
-struct Result {
-  int rc = -99;
-  std::string out;
-  std::string err;
-  RelayConfig cfg;
-};
+using config_test::TomlFile;
+using Result = config_test::LoadResult<RelayConfig>;
 
 Result run(std::vector<std::string> args) {
-  args.insert(args.begin(), "ringmta-relay");
-  std::vector<char*> argv;
-  for (std::string& a : args)
-    argv.push_back(a.data());
-  argv.push_back(nullptr);
-  std::ostringstream out, err;
-  Result r;
-  r.rc = load_relay_config(static_cast<int>(args.size()), argv.data(), r.cfg, out, err);
-  r.out = out.str();
-  r.err = err.str();
-  return r;
+  return config_test::run_loader<RelayConfig>(load_relay_config, "ringmta-relay", std::move(args));
 }
-
-// A TOML file that lives for the test.
-class TomlFile {
- public:
-  explicit TomlFile(const std::string& text) {
-    static int n = 0;
-    path_ = ::testing::TempDir() + "ringmta_relay_config_" + std::to_string(::getpid()) + "_" +
-            std::to_string(n++) + ".toml";
-    std::ofstream(path_) << text;
-  }
-  ~TomlFile() { std::remove(path_.c_str()); }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
 
 // The one line a refusal writes, and its exit code.
 std::string refusal(std::vector<std::string> args) {
-  const Result r = run(std::move(args));
-  EXPECT_EQ(r.rc, 2) << r.err;
-  EXPECT_EQ(r.out, "");
-  return r.err;
+  return config_test::refusal_text(run(std::move(args)));
 }
 
 io::SocketAddress address(const std::string& text) {
@@ -525,6 +490,67 @@ TEST(RelayConfig, SettingsThatContradictEachOtherAreRefused) {
             "segment (segment-size is 128M), got 100M\n");
   EXPECT_EQ(run({"--spool-quota-bytes", "64M"}).rc, -1);
   EXPECT_EQ(run({"--metrics", "127.0.0.1:0", "--listen", "127.0.0.1:0"}).rc, -1);
+}
+
+// STARTTLS on the inbound side: the modes, the certificate and key it needs, and the exact
+// refusals (the sink reads the same settings through the same code and texts).
+TEST(RelayConfig, StarttlsModesNeedACertificateAndKey) {
+  const Result off = run({"--starttls", "off"});
+  ASSERT_EQ(off.rc, -1) << off.err;
+  EXPECT_FALSE(off.cfg.server.starttls || off.cfg.server.require_tls);
+  const Result on = run({"--starttls", "on", "--tls-cert", "c.pem", "--tls-key", "k.pem"});
+  ASSERT_EQ(on.rc, -1) << on.err;
+  EXPECT_TRUE(on.cfg.server.starttls);
+  EXPECT_FALSE(on.cfg.server.require_tls);
+  EXPECT_EQ(on.cfg.tls_cert, "c.pem");
+  EXPECT_EQ(on.cfg.tls_key, "k.pem");
+  const Result required =
+      run({"--starttls", "required", "--tls-cert", "c.pem", "--tls-key", "k.pem"});
+  ASSERT_EQ(required.rc, -1) << required.err;
+  EXPECT_TRUE(required.cfg.server.starttls && required.cfg.server.require_tls);
+
+  const std::string kNeeds = "needs tls-cert and tls-key (--tls-cert FILE --tls-key FILE)\n";
+  EXPECT_EQ(refusal({"--starttls", "maybe", "--tls-cert", "c.pem", "--tls-key", "k.pem"}),
+            "ringmta-relay: --starttls: must be off, on or required, got 'maybe'\n");
+  EXPECT_EQ(refusal({"--starttls", "on"}), "ringmta-relay: --starttls: " + kNeeds);
+  EXPECT_EQ(refusal({"--starttls", "required", "--tls-cert", "c.pem"}),
+            "ringmta-relay: --starttls: " + kNeeds);
+  EXPECT_EQ(refusal({"--starttls", "on", "--tls-key", "k.pem"}),
+            "ringmta-relay: --starttls: " + kNeeds);
+  EXPECT_EQ(refusal({"--tls-cert", ""}),
+            "ringmta-relay: --tls-cert: must be a file name, not empty\n");
+  EXPECT_EQ(refusal({"--tls-key", ""}),
+            "ringmta-relay: --tls-key: must be a file name, not empty\n");
+  // A certificate and key without STARTTLS are kept, and not an error.
+  EXPECT_EQ(run({"--tls-cert", "c.pem", "--tls-key", "k.pem"}).rc, -1);
+
+  const TomlFile bad("starttls = \"maybe\"\n");
+  EXPECT_EQ(refusal({"--config", bad.path()}),
+            "ringmta-relay: " + bad.path() +
+                ":1:12: starttls: must be off, on or required, got \"maybe\"\n");
+  const TomlFile boolean("starttls = true\n");
+  EXPECT_EQ(refusal({"--config", boolean.path()}),
+            "ringmta-relay: " + boolean.path() +
+                ":1:12: starttls: must be off, on or required, not a boolean\n");
+  const TomlFile no_key("\nstarttls = \"on\"\ntls-cert = \"c.pem\"\n");
+  EXPECT_EQ(refusal({"--config", no_key.path()}),
+            "ringmta-relay: " + no_key.path() + ":2:12: starttls: " + kNeeds);
+  const TomlFile empty("tls-key = \"\"\n");
+  EXPECT_EQ(refusal({"--config", empty.path()}),
+            "ringmta-relay: " + empty.path() + ":1:11: tls-key: must be a file name, not empty\n");
+  // The flag that supplies the missing key settles it.
+  EXPECT_EQ(run({"--config", no_key.path(), "--tls-key", "k.pem"}).rc, -1);
+
+  // --print-config writes each mode back as its word, with the files.
+  for (const std::string mode : {"off", "on", "required"}) {
+    const Result printed =
+        run({"--starttls", mode, "--tls-cert", "c.pem", "--tls-key", "k.pem", "--print-config"});
+    ASSERT_EQ(printed.rc, 0) << printed.err;
+    EXPECT_NE(printed.out.find("\nstarttls = \"" + mode +
+                               "\"\ntls-cert = \"c.pem\"\ntls-key = \"k.pem\"\n"),
+              std::string::npos)
+        << printed.out;
+  }
 }
 
 TEST(RelayConfig, UsageErrorsAreOneLine) {

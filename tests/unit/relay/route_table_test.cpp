@@ -4,43 +4,29 @@
 #include "relay/route_table.hpp"
 
 #include <gtest/gtest.h>
-#include <unistd.h>
 
-#include <cstdio>
-#include <fstream>
-#include <sstream>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
 #include "relay/relay_config.hpp"
+#include "tests/unit/config/config_test_support.hpp"
 
 namespace ringmta::relay {
 namespace {
 
 // A configuration loaded from these arguments; the test fails if it does not load.
 RelayConfig load(std::vector<std::string> args) {
-  args.insert(args.begin(), "ringmta-relay");
-  std::vector<char*> argv;
-  for (std::string& a : args)
-    argv.push_back(a.data());
-  argv.push_back(nullptr);
-  std::ostringstream out, err;
-  RelayConfig cfg;
-  const int rc = load_relay_config(static_cast<int>(args.size()), argv.data(), cfg, out, err);
-  EXPECT_EQ(rc, -1) << err.str();
-  return cfg;
+  const config_test::LoadResult<RelayConfig> r =
+      config_test::run_loader<RelayConfig>(load_relay_config, "ringmta-relay", std::move(args));
+  EXPECT_EQ(r.rc, -1) << r.err;
+  return r.cfg;
 }
 
 // A configuration loaded from this TOML text (through a file, as --config reads it).
 RelayConfig load_toml(const std::string& text) {
-  static int n = 0;
-  const std::string path = ::testing::TempDir() + "ringmta_route_table_" +
-                           std::to_string(::getpid()) + "_" + std::to_string(n++) + ".toml";
-  std::ofstream(path) << text;
-  RelayConfig cfg = load({"--config", path});
-  std::remove(path.c_str());
-  return cfg;
+  const config_test::TomlFile f(text);
+  return load({"--config", f.path()});
 }
 
 // The pattern of the destination a domain routes to; "" for no route.

@@ -3,53 +3,21 @@
 #include "sinks/sink_config.hpp"
 
 #include <gtest/gtest.h>
-#include <unistd.h>
 
-#include <cstdio>
-#include <fstream>
-#include <sstream>
 #include <string>
 #include <vector>
+
+#include "tests/unit/config/config_test_support.hpp"
 
 namespace ringmta::sink {
 namespace {
 
-struct Result {
-  int rc = -99;
-  std::string out;
-  std::string err;
-  SinkConfig cfg;
-};
+using config_test::TomlFile;
+using Result = config_test::LoadResult<SinkConfig>;
 
 Result run(std::vector<std::string> args) {
-  args.insert(args.begin(), "ringmta-sink");
-  std::vector<char*> argv;
-  for (std::string& a : args)
-    argv.push_back(a.data());
-  argv.push_back(nullptr);
-  std::ostringstream out, err;
-  Result r;
-  r.rc = load_sink_config(static_cast<int>(args.size()), argv.data(), r.cfg, out, err);
-  r.out = out.str();
-  r.err = err.str();
-  return r;
+  return config_test::run_loader<SinkConfig>(load_sink_config, "ringmta-sink", std::move(args));
 }
-
-// A TOML file that lives for the test.
-class TomlFile {
- public:
-  explicit TomlFile(const std::string& text) {
-    static int n = 0;
-    path_ = ::testing::TempDir() + "ringmta_sink_config_" + std::to_string(::getpid()) + "_" +
-            std::to_string(n++) + ".toml";
-    std::ofstream(path_) << text;
-  }
-  ~TomlFile() { std::remove(path_.c_str()); }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
 
 std::string addr(const io::SocketAddress& a) {
   return a.to_string();
@@ -263,6 +231,74 @@ TEST(SinkConfig, BadFlagsAreRefusedWithTheReason) {
     const Result r = run(args);
     EXPECT_EQ(r.rc, 2) << message;
     EXPECT_EQ(r.err, message);
+  }
+}
+
+// STARTTLS per listener: the modes, the certificate and key it needs, and the exact refusals
+// (the relay reads the same settings through the same code and texts).
+TEST(SinkConfig, StarttlsModesNeedACertificateAndKey) {
+  const Result off = run({"--starttls", "off"});
+  ASSERT_EQ(off.rc, -1) << off.err;
+  EXPECT_FALSE(off.cfg.listeners[0].server.starttls || off.cfg.listeners[0].server.require_tls);
+  const Result on = run({"--starttls", "on", "--tls-cert", "c.pem", "--tls-key", "k.pem"});
+  ASSERT_EQ(on.rc, -1) << on.err;
+  EXPECT_TRUE(on.cfg.listeners[0].server.starttls);
+  EXPECT_FALSE(on.cfg.listeners[0].server.require_tls);
+  EXPECT_EQ(on.cfg.listeners[0].tls_cert, "c.pem");
+  EXPECT_EQ(on.cfg.listeners[0].tls_key, "k.pem");
+  const Result required =
+      run({"--starttls", "required", "--tls-cert", "c.pem", "--tls-key", "k.pem"});
+  ASSERT_EQ(required.rc, -1) << required.err;
+  EXPECT_TRUE(required.cfg.listeners[0].server.starttls &&
+              required.cfg.listeners[0].server.require_tls);
+
+  const std::string kNeeds =
+      "starttls needs tls-cert and tls-key (--tls-cert FILE --tls-key FILE)\n";
+  const std::pair<std::vector<std::string>, std::string> cases[] = {
+      {{"--starttls", "maybe", "--tls-cert", "c.pem", "--tls-key", "k.pem"},
+       "ringmta-sink: --starttls: must be off, on or required, got 'maybe'\n"},
+      {{"--starttls", "on"}, "ringmta-sink: listener 127.0.0.1:2525: " + kNeeds},
+      {{"--starttls", "required", "--tls-cert", "c.pem"},
+       "ringmta-sink: listener 127.0.0.1:2525: " + kNeeds},
+      {{"--starttls", "on", "--tls-key", "k.pem", "--listen", "127.0.0.1:2570"},
+       "ringmta-sink: listener 127.0.0.1:2570: " + kNeeds},
+      {{"--tls-cert", ""}, "ringmta-sink: --tls-cert: must be a file name, not empty\n"},
+      {{"--tls-key", ""}, "ringmta-sink: --tls-key: must be a file name, not empty\n"},
+  };
+  for (const auto& [args, message] : cases) {
+    const Result r = run(args);
+    EXPECT_EQ(r.rc, 2) << message;
+    EXPECT_EQ(r.out, "");
+    EXPECT_EQ(r.err, message);
+  }
+  EXPECT_EQ(run({"--tls-cert", "c.pem", "--tls-key", "k.pem"}).rc, -1);
+
+  const std::pair<std::string, std::string> toml_cases[] = {
+      {"starttls = \"maybe\"\n", "1:12: starttls: must be off, on or required, got \"maybe\""},
+      {"starttls = 1\n", "1:12: starttls: must be off, on or required, not an integer"},
+      {"tls-cert = \"\"\n", "1:12: tls-cert: must be a file name, not empty"},
+      {"[[listener]]\nlisten = \"127.0.0.1:2571\"\nstarttls = \"required\"\n"
+       "tls-key = \"k.pem\"\n",
+       "listener 127.0.0.1:2571: starttls needs tls-cert and tls-key (--tls-cert FILE "
+       "--tls-key FILE)"},
+  };
+  for (const auto& [text, message] : toml_cases) {
+    const TomlFile f(text);
+    const Result r = run({"--config", f.path()});
+    EXPECT_EQ(r.rc, 2) << text;
+    const std::string where = message.rfind("listener ", 0) == 0 ? "" : f.path() + ":";
+    EXPECT_EQ(r.err, "ringmta-sink: " + where + message + "\n") << text;
+  }
+
+  // --print-config writes each mode back as its word, with the files.
+  for (const std::string mode : {"off", "on", "required"}) {
+    const Result printed =
+        run({"--starttls", mode, "--tls-cert", "c.pem", "--tls-key", "k.pem", "--print-config"});
+    ASSERT_EQ(printed.rc, 0) << printed.err;
+    EXPECT_NE(printed.out.find("\nstarttls = \"" + mode +
+                               "\"\ntls-cert = \"c.pem\"\ntls-key = \"k.pem\"\n"),
+              std::string::npos)
+        << printed.out;
   }
 }
 
