@@ -337,7 +337,7 @@ smtp::Decision InboundSession::on_data_start(smtp::BodyFormat format) {
   format_ = format;
   rec_->clear();
   // Over TLS the body is the stream's plaintext, reused as it is read: keep a copy.
-  if (tls_) rec_->spilled = true;
+  if (tls_.active()) rec_->spilled = true;
   dot_line_ = false;
   line_start_ = true;
   in_headers_ = true;
@@ -433,7 +433,7 @@ smtp::Decision InboundSession::on_message(const smtp::MessageInfo& info) {
   r.received += smtputf8_ ? "UTF8SMTP" : (esmtp_ ? "ESMTP" : "SMTP");
   // RFC 3848 (and RFC 6531 for UTF8SMTP): S for TLS, A for an authenticated client.
   if (esmtp_ || smtputf8_) {
-    if (tls_up_) r.received += 'S';
+    if (tls_.up()) r.received += 'S';
     if (session_.authenticated()) r.received += 'A';
   }
   r.received += " id ";
@@ -604,9 +604,10 @@ void InboundSession::on_transaction_abort() {
 }
 
 void InboundSession::on_recv(io::Connection&, io::Slice data) {
-  if (tls_) {
-    tls_->feed(data.view());  // ciphertext: copied into the stream, the buffer goes back
-    check_tls();
+  if (tls_.active()) {
+    // Ciphertext: copied into the stream, the buffer goes back. Failed or closed: send what
+    // the stream holds (an alert), nothing more from the session, then close.
+    if (tls_.receive(data.view(), session_)) close_after_output_ = true;
     pump();
     return;
   }
@@ -615,36 +616,10 @@ void InboundSession::on_recv(io::Connection&, io::Slice data) {
   pump();
 }
 
-void InboundSession::start_tls() {
-  // CVE-2011-0411: whatever followed STARTTLS is plaintext the session already dropped;
-  // the stream starts empty and sees only bytes received from here on.
-  held_.clear();
-  held_bytes_ = 0;
-  tls_ = std::make_unique<io::TlsStream>(*thread_.shared().tls);
-}
-
-void InboundSession::count_handshake(M::tls_handshakes_total_outcome outcome) {
-  if (tls_counted_) return;  // a failed stream can be fed again before the close
-  tls_counted_ = true;
-  thread_.metrics().inc(M::tls_handshakes_total[outcome]);
-  thread_.metrics().inc(M::tls_handshake_cpu_microseconds_total, tls_->handshake_cpu_us());
-}
-
-void InboundSession::check_tls() {
+void InboundSession::tls_handshake_ended(io::TlsHandshakeOutcome outcome, std::uint64_t cpu_us) {
   using O = M::tls_handshakes_total_outcome;
-  if (!tls_up_ && tls_->established()) {
-    tls_up_ = true;
-    count_handshake(tls_->info().resumed ? O::resumed : O::full);
-    session_.tls_started();  // the state after the banner: EHLO again
-    return;
-  }
-  if (tls_->status() == io::TlsStatus::failed || tls_->status() == io::TlsStatus::closed) {
-    if (!tls_up_ && tls_->status() == io::TlsStatus::failed) count_handshake(O::failed);
-    // Send what the stream holds (an alert), nothing more from the session, then close.
-    tls_->discard_input();
-    close_after_output_ = true;
-    tls_failed_ = true;
-  }
+  thread_.metrics().inc(M::tls_handshakes_total[io::outcome_label<O>(outcome)]);
+  thread_.metrics().inc(M::tls_handshake_cpu_microseconds_total, cpu_us);
 }
 
 smtp::AuthVerdict InboundSession::on_auth(const smtp::AuthCredentials& c) {
@@ -672,15 +647,8 @@ smtp::AuthVerdict InboundSession::on_auth(const smtp::AuthCredentials& c) {
 }
 
 void InboundSession::pump() {
-  if (tls_) {
-    while (tls_->established() && !session_.waiting() && !session_.closed()) {
-      const std::string_view p = tls_->plaintext();
-      if (p.empty()) break;
-      const std::size_t used = session_.feed(p);
-      tls_->consume_plaintext(used);
-      if (used < p.size()) break;  // the session paused: deferred, output full, closed
-    }
-    if (session_.closed()) tls_->discard_input();
+  if (tls_.active()) {
+    tls_.feed_session(session_);
   } else {
     while (!held_.empty() && !session_.waiting() && !session_.closed()) {
       io::Slice& s = held_.front();
@@ -692,10 +660,14 @@ void InboundSession::pump() {
     }
   }
   if (session_.closed() || session_.wants_tls()) {
-    held_.clear();  // nothing more is read as commands (after QUIT/421, or STARTTLS)
+    // Nothing more is read as commands (after QUIT/421, or STARTTLS: CVE-2011-0411, what
+    // followed it is dropped and the stream sees only bytes received from here on).
+    held_.clear();
     held_bytes_ = 0;
   }
-  if (session_.wants_tls() && !tls_ && thread_.shared().tls) start_tls();
+  if (session_.wants_tls() && !tls_.active() && thread_.shared().tls) {
+    tls_.start(*thread_.shared().tls);
+  }
   if (stopping_ && !session_.waiting() && !session_.closed() &&
       (session_.state() == smtp::SessionState::greeted ||
        session_.state() == smtp::SessionState::ready)) {
@@ -703,7 +675,7 @@ void InboundSession::pump() {
   }
   flush_output();
   if (conn_.closing()) return;
-  const std::size_t held = tls_ ? tls_->plaintext().size() : held_bytes_;
+  const std::size_t held = tls_.active() ? tls_.plaintext_bytes() : held_bytes_;
   if (held > kPauseAbove) conn_.pause_recv();
   else if (held < kResumeBelow && conn_.recv_paused()) conn_.resume_recv();
   conn_.set_deadline(session_.timeout_ms());
@@ -711,23 +683,13 @@ void InboundSession::pump() {
 
 void InboundSession::flush_output() {
   if (conn_.closing() || conn_.sending()) return;
-  if (tls_) {
-    if (tls_->established() && !session_.wants_tls() && !tls_failed_) {
-      // Over TLS the replies become records now (the session's buffer is free again); the
-      // ciphertext goes out from the stream's own buffer.
-      const std::string_view out = session_.output();
-      if (!out.empty()) {
-        tls_->write(out);
-        session_.consume_output(out.size());
-      }
-    }
-    const std::string_view ct = tls_->next_send();
-    if (!ct.empty()) {
-      tls_sending_ = true;
+  if (tls_.active()) {
+    if (tls_.accepts_output(session_)) tls_.write_output(session_, session_.output().size());
+    if (const std::string_view ct = tls_.next_send(); !ct.empty()) {
       conn_.send(ct);
       return;
     }
-    if (tls_->established() || tls_failed_) {
+    if (tls_.established() || tls_.ended()) {
       if (session_.closed() || close_after_output_) conn_.close();
       return;
     }
@@ -742,9 +704,7 @@ void InboundSession::flush_output() {
 }
 
 void InboundSession::on_sent(io::Connection&, std::size_t bytes) {
-  if (tls_sending_) {
-    tls_sending_ = false;
-    tls_->sent(bytes);
+  if (tls_.sent(bytes)) {
     pump();
     return;
   }
@@ -753,9 +713,8 @@ void InboundSession::on_sent(io::Connection&, std::size_t bytes) {
 }
 
 void InboundSession::on_timeout(io::Connection&) {
-  if (tls_ && !tls_up_) {
+  if (tls_.handshake_timed_out()) {
     // The handshake did not finish in time: no reply can be sent in either form.
-    count_handshake(M::tls_handshakes_total_outcome::failed);
     conn_.close();
     return;
   }

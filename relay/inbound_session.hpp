@@ -14,6 +14,7 @@
 #include "core/auth/failure_limiter.hpp"
 #include "core/auth/users_file.hpp"
 #include "core/io/reactor.hpp"
+#include "core/io/server_tls.hpp"
 #include "core/io/tls.hpp"
 #include "core/metrics/metrics_registry.hpp"
 #include "core/smtp/server_session.hpp"
@@ -103,7 +104,9 @@ class RelayListen : public io::ListenHandler {
   RelayThread& thread_;
 };
 
-class InboundSession final : public io::ConnectionHandler, public smtp::ServerHandler {
+class InboundSession final : public io::ConnectionHandler,
+                             public smtp::ServerHandler,
+                             private io::ServerTlsObserver {
  public:
   InboundSession(RelayThread& thread, io::Connection& conn);
   ~InboundSession() override;
@@ -181,15 +184,9 @@ class InboundSession final : public io::ConnectionHandler, public smtp::ServerHa
   std::uint64_t eod_ns_ = 0;
   // STARTTLS: the stream once the client asked for it (the receive slices then carry
   // ciphertext; the session reads the stream's plaintext, and bodies are copied).
-  std::unique_ptr<io::TlsStream> tls_;
-  bool tls_up_ = false;
-  bool tls_counted_ = false;  // the handshake's outcome is in the metrics
-  bool tls_sending_ = false;
-  bool tls_failed_ = false;
-  void start_tls();
-  void check_tls();
-  // The handshake ended (done, failed or timed out): its outcome and CPU time, once.
-  void count_handshake(RelayMetrics::tls_handshakes_total_outcome outcome);
+  io::ServerTls tls_{*this};
+  // io::ServerTlsObserver: the handshake's outcome and CPU time, once.
+  void tls_handshake_ended(io::TlsHandshakeOutcome outcome, std::uint64_t cpu_us) override;
   // --test-accept-delay: the 250 waits on this timer.
   io::Timer accept_delay_;
   char ok_text_[64] = {};

@@ -345,9 +345,15 @@ void SinkSession::on_transaction_abort() {
 
 void SinkSession::on_recv(io::Connection&, io::Slice data) {
   if (close_now_) return;
-  if (tls_) {
-    tls_->feed(data.view());  // ciphertext: copied into the stream, the buffer goes back
-    check_tls();
+  if (tls_.active()) {
+    // Ciphertext: copied into the stream, the buffer goes back.
+    if (tls_.receive(data.view(), session_)) {
+      // Failed or closed: send what the stream holds (an alert), nothing more from the
+      // session, then close.
+      mark_disconnect();
+      owed_output_ = 0;
+      close_after_output_ = true;
+    }
     pump();
     return;
   }
@@ -356,40 +362,15 @@ void SinkSession::on_recv(io::Connection&, io::Slice data) {
   pump();
 }
 
-void SinkSession::start_tls() {
-  // CVE-2011-0411: whatever followed STARTTLS is plaintext the session already dropped;
-  // the stream starts empty and sees only bytes received from here on.
-  held_.clear();
-  held_bytes_ = 0;
-  tls_ = std::make_unique<io::TlsStream>(*listener_.tls);
-  tls_start_ns_ = now_ns();
-}
-
-void SinkSession::count_handshake(M::tls_handshakes_total_outcome outcome) {
-  if (tls_counted_) return;  // a failed stream can be fed again before the close
-  tls_counted_ = true;
-  thread_.metrics().inc(M::tls_handshakes_total[outcome]);
-  thread_.metrics().inc(M::tls_handshake_cpu_microseconds_total, tls_->handshake_cpu_us());
-}
-
-void SinkSession::check_tls() {
+void SinkSession::tls_handshake_ended(io::TlsHandshakeOutcome outcome, std::uint64_t cpu_us) {
   using O = M::tls_handshakes_total_outcome;
-  if (!tls_up_ && tls_->established()) {
-    tls_up_ = true;
-    count_handshake(tls_->info().resumed ? O::resumed : O::full);
-    thread_.metrics().observe(M::tls_handshake_seconds, now_ns() - tls_start_ns_);
-    thread_.metrics().add(M::tls_sessions_active, 1);
-    session_.tls_started();  // the state after the banner: EHLO again
-    return;
-  }
-  if (tls_->status() == io::TlsStatus::failed || tls_->status() == io::TlsStatus::closed) {
-    if (!tls_up_ && tls_->status() == io::TlsStatus::failed) count_handshake(O::failed);
-    // Send what the stream holds (an alert), nothing more from the session, then close.
-    tls_->discard_input();
-    mark_disconnect();
-    owed_output_ = 0;
-    close_after_output_ = true;
-  }
+  thread_.metrics().inc(M::tls_handshakes_total[io::outcome_label<O>(outcome)]);
+  thread_.metrics().inc(M::tls_handshake_cpu_microseconds_total, cpu_us);
+}
+
+void SinkSession::tls_established(std::uint64_t elapsed_ns) {
+  thread_.metrics().observe(M::tls_handshake_seconds, elapsed_ns);
+  thread_.metrics().add(M::tls_sessions_active, 1);
 }
 
 void SinkSession::pump() {
@@ -397,15 +378,8 @@ void SinkSession::pump() {
     flush_output();  // what is owed, then the close
     return;
   }
-  if (tls_) {
-    while (started_ && tls_->established() && !session_.waiting() && !close_now_) {
-      const std::string_view p = tls_->plaintext();
-      if (p.empty()) break;
-      const std::size_t used = session_.feed(p);
-      tls_->consume_plaintext(used);
-      if (used < p.size()) break;  // the session paused: deferred, output full, closed
-    }
-    if (session_.closed()) tls_->discard_input();
+  if (tls_.active()) {
+    tls_.feed_session(session_);  // a stream exists only after STARTTLS: started_ holds
   } else {
     while (started_ && !held_.empty() && !session_.waiting() && !close_now_) {
       io::Slice& s = held_.front();
@@ -417,10 +391,10 @@ void SinkSession::pump() {
     }
   }
   if (session_.closed() || session_.wants_tls()) {
-    held_.clear();  // nothing more is read as commands (after QUIT/421)
+    held_.clear();  // nothing more is read as commands (after QUIT/421, or STARTTLS)
     held_bytes_ = 0;
   }
-  if (session_.wants_tls() && !tls_ && listener_.tls) start_tls();
+  if (session_.wants_tls() && !tls_.active() && listener_.tls) tls_.start(*listener_.tls);
   if (close_now_) {
     close_now();
     return;
@@ -432,7 +406,7 @@ void SinkSession::pump() {
   }
   flush_output();
   if (conn_.closing()) return;
-  const std::size_t held = tls_ ? tls_->plaintext().size() : held_bytes_;
+  const std::size_t held = tls_.active() ? tls_.plaintext_bytes() : held_bytes_;
   if (held > kPauseAbove) conn_.pause_recv();
   else if (held < kResumeBelow && conn_.recv_paused()) conn_.resume_recv();
   conn_.set_deadline(session_.timeout_ms());
@@ -440,9 +414,8 @@ void SinkSession::pump() {
 
 void SinkSession::flush_output() {
   if (conn_.closing() || conn_.sending()) return;
-  if (tls_ && tls_->established() && !session_.wants_tls()) {
-    // Over TLS: the session's replies become records now (so its buffer is free again);
-    // the ciphertext goes out from the stream's own buffer below.
+  if (tls_.accepts_output(session_)) {
+    // Over TLS the replies go into the stream now (only those owed, when closing).
     std::string_view out = session_.output();
     if (close_now_) {
       out = out.substr(0, owed_output_);
@@ -451,19 +424,14 @@ void SinkSession::flush_output() {
       if (!session_.waiting()) record_latency();
       thread_.metrics().inc(M::reply_writes_total);
     }
-    if (!out.empty()) {
-      tls_->write(out);
-      session_.consume_output(out.size());
-    }
+    tls_.write_output(session_, out.size());
   }
-  if (tls_) {
-    const std::string_view ct = tls_->next_send();
-    if (!ct.empty()) {
-      tls_sending_ = true;
+  if (tls_.active()) {
+    if (const std::string_view ct = tls_.next_send(); !ct.empty()) {
       conn_.send(ct);
       return;
     }
-    if (tls_->established() || close_now_) {
+    if (tls_.established() || close_now_) {
       if (close_now_ || session_.closed() || close_after_output_) conn_.close();
       return;
     }
@@ -506,9 +474,7 @@ void SinkSession::close_now() {
 }
 
 void SinkSession::on_sent(io::Connection&, std::size_t bytes) {
-  if (tls_sending_) {
-    tls_sending_ = false;
-    tls_->sent(bytes);
+  if (tls_.sent(bytes)) {
     pump();
     return;
   }
@@ -518,9 +484,8 @@ void SinkSession::on_sent(io::Connection&, std::size_t bytes) {
 }
 
 void SinkSession::on_timeout(io::Connection&) {
-  if (tls_ && !tls_up_) {
+  if (tls_.handshake_timed_out()) {
     // The handshake did not finish in time: no reply can be sent in either form.
-    count_handshake(M::tls_handshakes_total_outcome::failed);
     conn_.close();
     return;
   }
@@ -534,7 +499,7 @@ void SinkSession::on_timeout(io::Connection&) {
 
 void SinkSession::on_shutdown(io::Connection&) {
   stopping_ = true;
-  if (!started_ || (tls_ && !tls_up_)) {
+  if (!started_ || tls_.handshaking()) {
     close_now();
     return;
   }
@@ -548,7 +513,7 @@ void SinkSession::on_close(io::Connection&, int) {
     thread_.metrics().inc(M::messages_total[M::messages_total_outcome::disconnect]);
   }
   thread_.metrics().add(M::sessions_active, -1);
-  if (tls_up_) thread_.metrics().add(M::tls_sessions_active, -1);
+  if (tls_.up()) thread_.metrics().add(M::tls_sessions_active, -1);
 }
 
 }  // namespace ringmta::sink

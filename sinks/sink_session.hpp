@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "core/io/reactor.hpp"
+#include "core/io/server_tls.hpp"
 #include "core/io/tls.hpp"
 #include "core/metrics/metrics_registry.hpp"
 #include "core/smtp/message_digest.hpp"
@@ -72,7 +73,9 @@ class SinkListen : public io::ListenHandler {
   std::size_t listener_;
 };
 
-class SinkSession final : public io::ConnectionHandler, public smtp::ServerHandler {
+class SinkSession final : public io::ConnectionHandler,
+                          public smtp::ServerHandler,
+                          private io::ServerTlsObserver {
  public:
   SinkSession(SinkThread& thread, const ListenerRuntime& listener, io::Connection& conn);
   ~SinkSession() override;
@@ -111,24 +114,17 @@ class SinkSession final : public io::ConnectionHandler, public smtp::ServerHandl
   void start_clock(Phase phase);
   void record_latency();
   void count_cause(const Action& a);
-  // STARTTLS: the plaintext is cut here (everything held is dropped) and the TLS stream
-  // takes every byte received from now on.
-  void start_tls();
-  // After ciphertext was fed: handshake done (the session starts over) or failed.
-  void check_tls();
-  // The handshake ended (done, failed or timed out): its outcome and CPU time, once.
-  void count_handshake(SinkMetrics::tls_handshakes_total_outcome outcome);
+  // io::ServerTlsObserver: the handshake's outcome and CPU time (once), its time and the
+  // TLS sessions gauge when it completed.
+  void tls_handshake_ended(io::TlsHandshakeOutcome outcome, std::uint64_t cpu_us) override;
+  void tls_established(std::uint64_t elapsed_ns) override;
 
   SinkThread& thread_;
   const ListenerRuntime& listener_;
   io::Connection& conn_;
   smtp::ServerSession session_;
   std::vector<io::Slice> held_;  // received, not yet consumed (the session was waiting)
-  std::unique_ptr<io::TlsStream> tls_;  // after STARTTLS
-  bool tls_up_ = false;                 // handshake completed
-  bool tls_counted_ = false;            // its outcome is in the metrics
-  bool tls_sending_ = false;            // the send in flight is TLS ciphertext
-  std::uint64_t tls_start_ns_ = 0;
+  io::ServerTls tls_{*this};            // after STARTTLS
   std::size_t held_bytes_ = 0;
   io::Timer delay_;
   smtp::Reply delayed_reply_{};  // code 0: the default positive reply
