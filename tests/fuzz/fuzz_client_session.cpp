@@ -216,7 +216,9 @@ class OutputChecker {
         break;
       case Verb::auth:
         FUZZ_CHECK(!plan_.config.auth_user.empty() && !in_envelope_);
-        if (c.argument == "LOGIN") auth_lines_ = 2;
+        // The user name and the password, each after a 334, then "*" if a third 334 comes
+        // (a challenge the client cannot answer: RFC 4954 4 cancel).
+        if (c.argument == "LOGIN") auth_lines_ = 3;
         break;
       default:
         FUZZ_CHECK(false);  // the client writes no other command
