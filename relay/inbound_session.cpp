@@ -16,8 +16,6 @@ namespace {
 
 using M = RelayMetrics;
 
-constexpr std::size_t kPauseAbove = 64 * 1024;
-constexpr std::size_t kResumeBelow = 16 * 1024;
 // Receive buffers a message may pin before it is copied into one buffer of its own: large
 // messages would otherwise starve every other connection of receive buffers.
 constexpr std::uint64_t kSpillAt = 256 * 1024;
@@ -386,7 +384,7 @@ void InboundSession::keep_piece(std::string_view bytes) {
   }
   // A view into a receive buffer: keep a reference to that buffer, not a copy. Otherwise
   // it is the scanner's static "." or ".\r", which lives forever.
-  for (io::Slice& s : held_) {
+  for (const io::Slice& s : held_.slices()) {
     if (s.contains(bytes.data())) {
       r.pieces.push_back(s.sub(bytes.data(), bytes.size()));
       break;
@@ -611,8 +609,7 @@ void InboundSession::on_recv(io::Connection&, io::Slice data) {
     pump();
     return;
   }
-  held_bytes_ += data.size();
-  held_.push_back(std::move(data));
+  held_.push(std::move(data));
   pump();
 }
 
@@ -650,20 +647,12 @@ void InboundSession::pump() {
   if (tls_.active()) {
     tls_.feed_session(session_);
   } else {
-    while (!held_.empty() && !session_.waiting() && !session_.closed()) {
-      io::Slice& s = held_.front();
-      const std::size_t used = session_.feed(s.view());
-      held_bytes_ -= used;
-      s.remove_prefix(used);
-      if (!s.empty()) break;  // the session paused: deferred, output full, closed
-      held_.erase(held_.begin());
-    }
+    held_.feed(session_, [this] { return !session_.closed(); });
   }
   if (session_.closed() || session_.wants_tls()) {
     // Nothing more is read as commands (after QUIT/421, or STARTTLS: CVE-2011-0411, what
     // followed it is dropped and the stream sees only bytes received from here on).
     held_.clear();
-    held_bytes_ = 0;
   }
   if (session_.wants_tls() && !tls_.active() && thread_.shared().tls) {
     tls_.start(*thread_.shared().tls);
@@ -675,9 +664,8 @@ void InboundSession::pump() {
   }
   flush_output();
   if (conn_.closing()) return;
-  const std::size_t held = tls_.active() ? tls_.plaintext_bytes() : held_bytes_;
-  if (held > kPauseAbove) conn_.pause_recv();
-  else if (held < kResumeBelow && conn_.recv_paused()) conn_.resume_recv();
+  io::HeldInput::apply_backpressure(conn_,
+                                    tls_.active() ? tls_.plaintext_bytes() : held_.bytes());
   conn_.set_deadline(session_.timeout_ms());
 }
 

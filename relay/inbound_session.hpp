@@ -14,6 +14,7 @@
 #include "core/auth/failure_limiter.hpp"
 #include "core/auth/users_file.hpp"
 #include "core/io/reactor.hpp"
+#include "core/io/held_input.hpp"
 #include "core/io/server_tls.hpp"
 #include "core/io/tls.hpp"
 #include "core/metrics/metrics_registry.hpp"
@@ -148,8 +149,7 @@ class InboundSession final : public io::ConnectionHandler,
   RelayThread& thread_;
   io::Connection& conn_;
   smtp::ServerSession session_;
-  std::vector<io::Slice> held_;
-  std::size_t held_bytes_ = 0;
+  io::HeldInput held_;  // plaintext received, not yet taken by the session
   bool entered_ = false;      // counted in the connection limits
   bool client_trusted_ = false;  // in relay_networks
   bool close_after_output_ = false;

@@ -12,8 +12,6 @@
 namespace ringmta::sink {
 namespace {
 
-constexpr std::size_t kPauseAbove = 64 * 1024;   // held input: stop receiving
-constexpr std::size_t kResumeBelow = 16 * 1024;  // and start again
 constexpr std::uint64_t kFlushEveryMs = 200;     // digest lines reach the file this soon
 constexpr smtp::Reply kTimeout{421, {4, 4, 2}, "Timeout: closing connection"};
 constexpr smtp::Reply kShuttingDown{421, {4, 3, 2}, "Service shutting down"};
@@ -357,8 +355,7 @@ void SinkSession::on_recv(io::Connection&, io::Slice data) {
     pump();
     return;
   }
-  held_bytes_ += data.size();
-  held_.push_back(std::move(data));
+  held_.push(std::move(data));
   pump();
 }
 
@@ -381,18 +378,10 @@ void SinkSession::pump() {
   if (tls_.active()) {
     tls_.feed_session(session_);  // a stream exists only after STARTTLS: started_ holds
   } else {
-    while (started_ && !held_.empty() && !session_.waiting() && !close_now_) {
-      io::Slice& s = held_.front();
-      const std::size_t used = session_.feed(s.view());
-      held_bytes_ -= used;
-      s.remove_prefix(used);
-      if (!s.empty()) break;  // the session paused: deferred, output full, closed
-      held_.erase(held_.begin());
-    }
+    held_.feed(session_, [this] { return started_ && !close_now_; });
   }
   if (session_.closed() || session_.wants_tls()) {
     held_.clear();  // nothing more is read as commands (after QUIT/421, or STARTTLS)
-    held_bytes_ = 0;
   }
   if (session_.wants_tls() && !tls_.active() && listener_.tls) tls_.start(*listener_.tls);
   if (close_now_) {
@@ -406,9 +395,8 @@ void SinkSession::pump() {
   }
   flush_output();
   if (conn_.closing()) return;
-  const std::size_t held = tls_.active() ? tls_.plaintext_bytes() : held_bytes_;
-  if (held > kPauseAbove) conn_.pause_recv();
-  else if (held < kResumeBelow && conn_.recv_paused()) conn_.resume_recv();
+  io::HeldInput::apply_backpressure(conn_,
+                                    tls_.active() ? tls_.plaintext_bytes() : held_.bytes());
   conn_.set_deadline(session_.timeout_ms());
 }
 
@@ -468,7 +456,6 @@ void SinkSession::close_now() {
   mark_disconnect();
   close_after_output_ = true;
   held_.clear();
-  held_bytes_ = 0;
   delay_.cancel();
   flush_output();
 }

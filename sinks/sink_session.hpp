@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "core/io/reactor.hpp"
+#include "core/io/held_input.hpp"
 #include "core/io/server_tls.hpp"
 #include "core/io/tls.hpp"
 #include "core/metrics/metrics_registry.hpp"
@@ -123,9 +124,8 @@ class SinkSession final : public io::ConnectionHandler,
   const ListenerRuntime& listener_;
   io::Connection& conn_;
   smtp::ServerSession session_;
-  std::vector<io::Slice> held_;  // received, not yet consumed (the session was waiting)
+  io::HeldInput held_;  // received, not yet consumed (the session was waiting)
   io::ServerTls tls_{*this};            // after STARTTLS
-  std::size_t held_bytes_ = 0;
   io::Timer delay_;
   smtp::Reply delayed_reply_{};  // code 0: the default positive reply
   Phase delayed_phase_ = Phase::connect;

@@ -71,7 +71,7 @@ void OutboundConnection::on_recv(io::Connection&, io::Slice data) {
     pump();
     return;
   }
-  if (spool_sending_ || body_in_flight_ || laid_count_ > 0) {
+  if (body_on_its_way()) {
     // A reply may come before we learn that the body it answers went out (both completions
     // in one batch): the session hears it once the body is sent, as it expects, and no
     // transaction ends while the kernel may still read its message.
@@ -84,7 +84,7 @@ void OutboundConnection::on_recv(io::Connection&, io::Slice data) {
 }
 
 void OutboundConnection::feed_early() {
-  if (early_.empty() || spool_sending_ || body_in_flight_ || laid_count_ > 0) return;
+  if (early_.empty() || body_on_its_way()) return;
   // Replies only: STARTTLS is never in flight with a body, so no switch to TLS here.
   for (const io::Slice& early : early_) session_->feed(early.view());
   early_.clear();

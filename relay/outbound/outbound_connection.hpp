@@ -64,6 +64,8 @@ class OutboundConnection final : public io::ConnectionHandler, public smtp::Clie
   void account_sent(std::size_t bytes);
   void send_spool_body();
   void feed_early();
+  // Body bytes laid out, in a send, or spliced from the spool: replies wait in early_.
+  bool body_on_its_way() const { return spool_sending_ || body_in_flight_ || laid_count_ > 0; }
   void finish_job(Slot& slot, const smtp::TransactionResult* r, std::string_view local_reason);
   Slot& front_slot() { return slots_[slot_head_]; }
   Slot& back_slot() { return slots_[(slot_head_ + slot_count_ - 1) % slots_.size()]; }

@@ -1,9 +1,10 @@
 // The per-thread delivery queue; see queue_manager.hpp.
 #include "relay/queue/queue_manager.hpp"
 
-#include <ctime>
 #include <cstdio>
 #include <cstring>
+#include <ctime>
+#include <utility>
 
 #include "core/smtp/ascii.hpp"
 #include "relay/outbound/outbound_connection.hpp"
@@ -295,37 +296,30 @@ void QueueManager::route(QueuedMessage* m) {
   // One pass: each recipient joins its destination's open job (a slot per destination, the
   // last for "no route"); a full job goes out and a new one opens.
   const std::size_t slots = dests_.size() + 1;
-  if (group_job_.size() < slots) {
-    group_job_.resize(slots, nullptr);
-    group_wait_.resize(slots, 0);
-  }
+  if (groups_.size() < slots) groups_.resize(slots);
   auto send = [&](std::size_t slot) {
-    DeliveryJob* j = group_job_[slot];
-    const std::uint64_t wait_until = group_wait_[slot];
-    group_job_[slot] = nullptr;
-    group_wait_[slot] = 0;
-    if (wait_until > now_unix) defer(j, wait_until - now_unix);
-    else make_ready(j);
+    const Group g = std::exchange(groups_[slot], Group{});
+    if (g.wait_until > now_unix) defer(g.job, g.wait_until - now_unix);
+    else make_ready(g.job);
   };
   grouped_.clear();
   for (std::uint32_t k = 0; k < m->rcpt_count; ++k) {
     const QueuedRecipient& r = m->rcpts[k];
     if (spool::is_final(r.state)) continue;
     const std::size_t slot = r.destination == kNoRoute ? dests_.size() : r.destination;
-    if (group_job_[slot] != nullptr && group_job_[slot]->rcpts.size() >= kMaxJobRecipients) {
-      send(slot);
-    }
-    if (group_job_[slot] == nullptr) {
-      group_job_[slot] = new_job(m, r.destination);
+    Group& g = groups_[slot];
+    if (g.job != nullptr && g.job->rcpts.size() >= kMaxJobRecipients) send(slot);
+    if (g.job == nullptr) {
+      g.job = new_job(m, r.destination);
       grouped_.push_back(static_cast<std::uint32_t>(slot));
     }
-    group_job_[slot]->rcpts.push_back(k);
-    if (r.state == spool::RecipientState::deferred && r.next_attempt_unix_ms > group_wait_[slot]) {
-      group_wait_[slot] = r.next_attempt_unix_ms;  // recovered: its retry time still holds
+    g.job->rcpts.push_back(k);
+    if (r.state == spool::RecipientState::deferred && r.next_attempt_unix_ms > g.wait_until) {
+      g.wait_until = r.next_attempt_unix_ms;  // recovered: its retry time still holds
     }
   }
   for (const std::uint32_t slot : grouped_) {
-    if (group_job_[slot] != nullptr) send(slot);
+    if (groups_[slot].job != nullptr) send(slot);
   }
   --m->holds;
   maybe_finish(m);

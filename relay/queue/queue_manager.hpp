@@ -183,8 +183,11 @@ class QueueManager {
   std::vector<std::uint32_t> kicks_;  // destinations with jobs made ready this round
   // route()'s grouping, one slot per destination (and one for no route): the job being
   // filled and the latest retry time of its recipients; `grouped_` lists the slots in use.
-  std::vector<DeliveryJob*> group_job_;
-  std::vector<std::uint64_t> group_wait_;
+  struct Group {
+    DeliveryJob* job = nullptr;
+    std::uint64_t wait_until = 0;
+  };
+  std::vector<Group> groups_;
   std::vector<std::uint32_t> grouped_;
   std::vector<std::uint32_t> changed_;
   std::vector<std::uint32_t> failed_;
