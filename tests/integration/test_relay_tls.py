@@ -48,6 +48,13 @@ def auth_plain(c: smtplib.SMTP, user: str, password: str):
     return c.auth("PLAIN", c.auth_plain, initial_response_ok=True)
 
 
+def auth_refused(c: smtplib.SMTP, user: str, password: str) -> int:
+    """One AUTH PLAIN attempt that must be refused; the reply code."""
+    with pytest.raises(smtplib.SMTPAuthenticationError) as e:
+        auth_plain(c, user, password)
+    return e.value.smtp_code
+
+
 def wait_delivered(path: Path, n: int, timeout: float = 15.0) -> list:
     deadline = time.monotonic() + timeout
     while True:
@@ -123,24 +130,16 @@ def test_bad_passwords_then_421_and_the_client_limit(relay, sink, tmp_path, test
         c.starttls(context=client_context(test_ca))
         c.ehlo("client.example")
         for _ in range(2):
-            with pytest.raises(smtplib.SMTPAuthenticationError) as e:
-                auth_plain(c, "alice", "wrong")
-            assert e.value.smtp_code == 535
+            assert auth_refused(c, "alice", "wrong") == 535
         # The third failure in a session: 421 and the session closes.
-        with pytest.raises(smtplib.SMTPAuthenticationError) as e:
-            auth_plain(c, "alice", "wrong again")
-        assert e.value.smtp_code == 421
+        assert auth_refused(c, "alice", "wrong again") == 421
     # This client address has 3 failures; one more reaches its limit of 4: then 421 at once,
     # even with the right password.
     with smtplib.SMTP("127.0.0.1", r.port, timeout=10) as c:
         c.starttls(context=client_context(test_ca))
         c.ehlo("client.example")
-        with pytest.raises(smtplib.SMTPAuthenticationError) as e:
-            auth_plain(c, "bob", "nope")
-        assert e.value.smtp_code == 535
-        with pytest.raises(smtplib.SMTPAuthenticationError) as e:
-            auth_plain(c, "alice", "correct horse")
-        assert e.value.smtp_code == 421
+        assert auth_refused(c, "bob", "nope") == 535
+        assert auth_refused(c, "alice", "correct horse") == 421
     sm = scrape(r.metrics_addr)
     assert metric(sm, "ringmta_relay_auth_total", outcome="rejected") == 4
     assert metric(sm, "ringmta_relay_auth_total", outcome="blocked") == 1
